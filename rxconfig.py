@@ -1,0 +1,25 @@
+"""Reflex's configuration, taken from the same typed settings the entrypoint uses.
+
+Shipped in the wheel as a top-level module, so the installed app finds it from any directory.
+"""
+
+import reflex as rx
+
+from working.settings import from_environ
+
+settings = from_environ()
+
+config = rx.Config(
+    app_name="working",
+    telemetry_enabled=False,
+    show_built_with_reflex=False,
+    # The backend is served on the same port as the static frontend: one origin, one port.
+    frontend_port=settings.port,
+    backend_port=settings.port,
+    api_url=f"http://localhost:{settings.port}",
+    db_url=settings.database_url,
+    redis_url=settings.redis_url,
+    cors_allowed_origins=list(settings.allowed_origins),
+    plugins=[rx.plugins.RadixThemesPlugin()],
+    disable_plugins=["reflex_base.plugins.sitemap.SitemapPlugin"],
+)

@@ -1,0 +1,47 @@
+"""Keep credentials out of everything a human or a log collector can read."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "***"
+
+# user:password@ in any scheme://, and password=... in query strings or libpq DSNs.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@")
+_PASSWORD_PARAM = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<pw>[^&\s'\"]+)", re.IGNORECASE)
+
+_known_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so that it is masked wherever it appears, in any shape."""
+    if value and len(value) >= 4:
+        _known_secrets.add(value)
+
+
+def mask_url(url: str) -> str:
+    """postgresql://app:s3cret@db/app -> postgresql://app:***@db/app."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return mask_text(url)
+    if parts.password is None:
+        return mask_text(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{parts.username or ''}:{MASK}@{host}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return mask_text(urlunsplit(parts._replace(netloc=netloc)))
+
+
+def mask_text(text: str) -> str:
+    """Mask every credential found in free text (log lines, error messages)."""
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    text = _PASSWORD_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
