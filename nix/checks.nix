@@ -1,0 +1,66 @@
+# `nix flake check`: the test suite in the sandbox, lint, the built image against the contract,
+# and the image running in a NixOS VM.
+{
+  lib,
+  runCommand,
+  testers,
+  python3,
+  postgresql,
+  redis,
+  ruff,
+  contract,
+  testEnv,
+  image,
+}:
+let
+  # The whole flake source (tests included); the app itself is also installed in testEnv.
+  root = ../.;
+in
+{
+  # Tests that need a browser or the network cannot run in the sandbox, and the Nix tests need
+  # a Nix inside the sandbox: all three are deselected by marker. PostgreSQL and Redis come
+  # from nixpkgs, on PATH for the fixtures.
+  pytest =
+    runCommand "working-pytest"
+      {
+        nativeBuildInputs = [
+          testEnv
+          postgresql
+          redis
+        ];
+        env = {
+          REFLEX_TELEMETRY_ENABLED = "false";
+          REFLEX_CHECK_LATEST_VERSION = "false";
+        };
+      }
+      ''
+        cp -r ${root} source
+        chmod -R u+w source
+        cd source
+        export HOME=$(mktemp -d)
+        python -m pytest -p no:cacheprovider -m "not browser and not network and not nix"
+        touch $out
+      '';
+
+  ruff = runCommand "working-ruff" { nativeBuildInputs = [ ruff ]; } ''
+    cd ${root}
+    ruff check --no-cache .
+    touch $out
+  '';
+
+  # The image as it will be pushed: stream it, then read its config and every layer.
+  image-contract = runCommand "working-image-contract" { nativeBuildInputs = [ python3 ]; } ''
+    ${image} > image.tar
+    python3 ${../tests/nix/image_contract.py} image.tar ${../working/contract.toml} ${../pyproject.toml}
+    touch $out
+  '';
+
+  vm = import ./vm-test.nix {
+    inherit
+      lib
+      testers
+      contract
+      image
+      ;
+  };
+}

@@ -1,0 +1,35 @@
+# `nix develop`: the toolchain the image is built with, plus the services the tests start.
+{
+  mkShell,
+  python,
+  nodejs,
+  uv,
+  postgresql,
+  redis,
+  ruff,
+  skopeo,
+}:
+mkShell {
+  packages = [
+    python
+    uv
+    nodejs
+    postgresql
+    redis
+    ruff
+    skopeo
+  ];
+
+  env = {
+    # uv builds .venv with the pinned Nix Python and never downloads another one.
+    UV_PYTHON = python.interpreter;
+    UV_PYTHON_DOWNLOADS = "never";
+    REFLEX_TELEMETRY_ENABLED = "false";
+    REFLEX_CHECK_LATEST_VERSION = "false";
+  };
+
+  shellHook = ''
+    # nixpkgs' Python setup hooks export PYTHONPATH; it would leak into uv's venv.
+    unset PYTHONPATH
+  '';
+}
