@@ -21,5 +21,5 @@ config = rx.Config(
     redis_url=settings.redis_url,
     cors_allowed_origins=list(settings.allowed_origins),
     plugins=[rx.plugins.RadixThemesPlugin()],
-    disable_plugins=["reflex_base.plugins.sitemap.SitemapPlugin"],
+    disable_plugins=[rx.plugins.SitemapPlugin],
 )

@@ -8,7 +8,9 @@ from urllib.parse import urlsplit, urlunsplit
 MASK = "***"
 
 # user:password@ in any scheme://, and password=... in query strings or libpq DSNs.
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@")
+_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@"
+)
 _PASSWORD_PARAM = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<pw>[^&\s'\"]+)", re.IGNORECASE)
 
 _known_secrets: set[str] = set()

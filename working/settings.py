@@ -181,7 +181,9 @@ class _Reader:
 
 
 def _port(env: _Reader) -> int:
-    port_var = "PORT" if env.optional("PORT") or not env.optional("FRONTEND_PORT") else "FRONTEND_PORT"
+    port_var = (
+        "PORT" if env.optional("PORT") or not env.optional("FRONTEND_PORT") else "FRONTEND_PORT"
+    )
     port = env.integer(port_var, minimum=1, maximum=65535)
     frontend = env.optional("FRONTEND_PORT")
     if port_var == "PORT" and frontend is not None and frontend != str(port):
@@ -238,7 +240,9 @@ def _redis_url(value: str | None) -> str | None:
     register_secret(parts.password)
     if parts.scheme.lower() not in _REDIS_SCHEMES:
         shown = mask_url(value)
-        raise ConfigError("REDIS_URL", f"has the unsupported scheme {parts.scheme!r} ({shown})", form)
+        raise ConfigError(
+            "REDIS_URL", f"has the unsupported scheme {parts.scheme!r} ({shown})", form
+        )
     if parts.scheme.lower() != "unix" and not parts.hostname:
         raise ConfigError("REDIS_URL", f"names no host ({mask_url(value)})", form)
     return value

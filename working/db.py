@@ -1,0 +1,174 @@
+"""The database: one engine per process, a bounded wait for it, and migrations under a lock."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import DependencyError, MigrationError, WorkingError
+from .masking import mask_text
+from .settings import Settings, from_environ
+
+log = logging.getLogger("working.db")
+
+# Any constant works as long as every replica uses the same one.
+_MIGRATION_LOCK_KEY = 0x776F726B  # "work"
+_CONNECT_TIMEOUT_S = 3
+
+_engine: Engine | None = None
+_sessions: sessionmaker[Session] | None = None
+
+
+def configure(settings: Settings) -> Engine:
+    """Create the process's engine (once); later calls return the same one."""
+    global _engine, _sessions
+    if _engine is None:
+        _engine = _create_engine(settings)
+        _sessions = sessionmaker(_engine, expire_on_commit=False)
+    return _engine
+
+
+def engine() -> Engine:
+    return _engine if _engine is not None else configure(from_environ())
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """A session in a transaction: committed when the block ends, rolled back on error."""
+    engine()
+    assert _sessions is not None
+    with _sessions.begin() as s:
+        yield s
+
+
+def dispose() -> None:
+    global _engine, _sessions
+    if _engine is not None:
+        _engine.dispose()
+    _engine = _sessions = None
+
+
+def _create_engine(settings: Settings) -> Engine:
+    if settings.database_backend == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        eng = create_engine(
+            settings.database_url,
+            connect_args={"check_same_thread": False, "timeout": 5},
+        )
+        event.listen(eng, "connect", _sqlite_pragmas)
+        return eng
+    return create_engine(
+        settings.database_url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=5,
+        connect_args={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "working"},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # WAL lets the health probe read while a request writes; foreign keys enforce ownership.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def ping(eng: Engine) -> float:
+    """Round-trip a trivial query; returns the latency in milliseconds."""
+    started = time.perf_counter()
+    with eng.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return (time.perf_counter() - started) * 1000
+
+
+def wait_for_db(eng: Engine, timeout: float) -> None:
+    """Retry with backoff until the database answers or `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    delay = 0.25
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            ping(eng)
+        except Exception as exc:
+            remaining = deadline - time.monotonic()
+            reason = describe(exc)
+            if remaining <= 0:
+                raise DependencyError(
+                    f"database not reachable after {timeout:g}s ({attempt} attempts): {reason}; "
+                    "check DATABASE_URL and that the database accepts connections, "
+                    "or raise DB_WAIT_TIMEOUT"
+                ) from None
+            log.warning("database not reachable (attempt %d): %s; retrying", attempt, reason)
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 2.0)
+        else:
+            if attempt > 1:
+                log.info("database reachable after %d attempts", attempt)
+            return
+
+
+def migrate(eng: Engine) -> None:
+    """Bring the schema to the newest revision. Idempotent; replicas take turns on PostgreSQL."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files(__package__) / "migrations"))
+    try:
+        with eng.connect() as conn, _migration_lock(conn):
+            before = _current_revision(conn)
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            after = _current_revision(conn)
+    except WorkingError:
+        raise
+    except Exception as exc:
+        raise MigrationError(
+            f"migration failed: {describe(exc)}; the schema was not changed "
+            "past the last complete revision"
+        ) from None
+    if before == after:
+        log.info("migrations: database already at %s", after)
+    else:
+        log.info("migrations: applied %s -> %s", before or "empty", after)
+
+
+@contextmanager
+def _migration_lock(conn) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    # A session-level advisory lock: the first replica migrates, the others wait, then find
+    # the schema at head and apply nothing.
+    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.rollback()
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        conn.commit()
+
+
+def _current_revision(conn) -> str | None:  # type: ignore[no-untyped-def]
+    from alembic.runtime.migration import MigrationContext
+
+    revision = MigrationContext.configure(conn).get_current_revision()
+    conn.commit()
+    return revision
+
+
+def describe(exc: BaseException) -> str:
+    """The first line of an error, masked: enough to act on, never a traceback or a password."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return mask_text(first)

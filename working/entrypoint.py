@@ -1,0 +1,185 @@
+"""`python -m working.entrypoint` (console script `working`): what the image runs.
+
+Each subcommand is one function; every failure a user can cause is a WorkingError, printed here
+as one line with its own exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import logs
+from .contract import contract, exit_code
+from .errors import FrontendError, WorkingError
+from .settings import Settings, from_environ, load_port
+
+log = logging.getLogger("working")
+
+
+def serve(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    settings = _settings()
+    log.info(
+        "starting %s %s (commit %s), env=%s, database=%s",
+        contract()["service"],
+        settings.app_version,
+        settings.git_commit,
+        settings.environment,
+        settings.masked()["DATABASE_URL"],
+    )
+    _ensure_frontend(settings)
+    _prepare_database(settings, migrate=settings.run_migrations)
+
+    from . import db, health, server
+
+    monitor = health.install(settings)
+    try:
+        code = server.serve(settings, monitor)
+    finally:
+        db.dispose()
+    log.info("stopped after %.1fs (exit %d)", time.monotonic() - started, code)
+    return code
+
+
+def migrate(args: argparse.Namespace) -> int:
+    _prepare_database(_settings(), migrate=True)
+    return exit_code("ok")
+
+
+def check_config(args: argparse.Namespace) -> int:
+    settings = _settings()
+    for name, value in settings.masked().items():
+        print(f"{name}={value}")
+    return exit_code("ok")
+
+
+def healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when the local /health answers 200 in time: an exec-form Docker HEALTHCHECK."""
+    url = f"http://127.0.0.1:{load_port(os.environ)}{contract()['http']['health_path']}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (OSError, ValueError) as exc:
+        print(f"unhealthy: {url} did not answer: {getattr(exc, 'reason', exc)}")
+        return 1
+    print(f"{'ok' if status == 200 else 'unhealthy'}: {url} answered {status}")
+    return 0 if status == 200 else 1
+
+
+def build_frontend(args: argparse.Namespace) -> int:
+    from . import frontend
+
+    frontend.build(Path(args.out), node_modules=args.node_modules)
+    return exit_code("ok")
+
+
+def _settings() -> Settings:
+    settings = from_environ()
+    logs.configure(settings.log_level, settings.log_format)
+    return settings
+
+
+def _ensure_frontend(settings: Settings) -> None:
+    from .static import is_export
+
+    if is_export(settings.frontend_dir):
+        return
+    if settings.frontend_dir.exists() and any(settings.frontend_dir.iterdir()):
+        raise FrontendError(
+            f"FRONTEND_DIR={settings.frontend_dir} is not a frontend export "
+            "(no index.html and assets/); point it at one or at an empty directory"
+        )
+    from . import frontend
+
+    log.info("no frontend export in %s: building it once (about a minute)", settings.frontend_dir)
+    frontend.build(settings.frontend_dir, node_modules=None)
+
+
+def _prepare_database(settings: Settings, *, migrate: bool) -> None:
+    from . import db
+
+    engine = db.configure(settings)
+    db.wait_for_db(engine, settings.db_wait_timeout)
+    if migrate:
+        db.migrate(engine)
+
+
+_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "serve": (serve, "validate settings, wait for the database, migrate, serve on one port"),
+    "healthcheck": (healthcheck, "exit 0 if the local GET /health answers 200 in time, else 1"),
+    "migrate": (migrate, "wait for the database, apply migrations and exit"),
+    "check-config": (check_config, "validate the environment and print the settings, masked"),
+    "build-frontend": (build_frontend, "compile the Reflex app and write its static export"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=contract()["entrypoint"]["console_script"],
+        description="Run the working app: one process, one port. Settings come from the "
+        "environment (see README).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (func, summary) in _COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.set_defaults(func=func)
+        if name == "healthcheck":
+            sub.add_argument(
+                "--timeout",
+                type=float,
+                metavar="SECONDS",
+                default=contract()["healthcheck"]["request_timeout_s"],
+                help="how long to wait for /health (default: %(default)s)",
+            )
+        if name == "build-frontend":
+            sub.add_argument(
+                "--out",
+                required=True,
+                metavar="DIR",
+                help="directory to write the static export to",
+            )
+            sub.add_argument(
+                "--node-modules",
+                metavar="DIR",
+                default=None,
+                help="a node_modules provisioned from the committed lock; "
+                "with it the build never uses the network",
+            )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args([contract()["entrypoint"]["default_command"], *(argv or [])])
+    try:
+        return args.func(args)
+    except WorkingError as exc:
+        _fatal(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return exit_code("ok")
+    except Exception as exc:
+        log.exception("unexpected error: %s", exc)
+        return exit_code("error")
+
+
+def _fatal(message: str) -> None:
+    if not logging.getLogger().handlers:
+        logs.configure()
+    log.error("%s", message)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Logging to stdout, one line per event, as `[INFO] ...` text or one JSON object per line.
+
+Every record goes through the masking formatter, whichever library emitted it (uvicorn's access
+and error logs included), so a credential cannot reach the log by any path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from .masking import mask_text
+
+_LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "ERROR"}
+
+# uvicorn configures these itself unless told not to; we route them through the root handler.
+_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic", "sqlalchemy")
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        level = _LEVEL_NAMES.get(record.levelname, record.levelname)
+        line = f"[{level}] {record.getMessage()}"
+        if record.exc_info:
+            line += " | " + self.formatException(record.exc_info)
+        # One event, one line: a traceback is folded so log collectors keep it together.
+        return mask_text(line).replace("\n", " \\n ")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        event = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": _LEVEL_NAMES.get(record.levelname, record.levelname).lower(),
+            "logger": record.name,
+            "message": mask_text(record.getMessage()),
+        }
+        if record.exc_info:
+            event["exception"] = mask_text(self.formatException(record.exc_info))
+        return json.dumps(event, ensure_ascii=False)
+
+
+def configure(level: str = "info", fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in _SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    # SQLAlchemy echoes statements and Alembic its plugin set-up at INFO: keep them to warnings
+    # (working.db logs what the migrations did in one line).
+    for chatty in ("sqlalchemy", "alembic"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+
+
+logger = logging.getLogger("working")
