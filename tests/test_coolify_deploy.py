@@ -1,0 +1,507 @@
+"""The deploy script against a local HTTP server that imitates Coolify's API.
+
+The imitation follows Coolify's own controllers (coollabsio/coolify, app/Http/Controllers/Api):
+POST /api/v1/deploy answers {"deployments": [{message, resource_uuid, deployment_uuid}]}, GET on
+it answers 405 with `Allow: POST`, a bad token 401 "Unauthenticated.", a full deployment queue
+429 with Retry-After, and GET /api/v1/deployments/<uuid> reports `status` as queued,
+in_progress, finished, failed or cancelled-by-user. The script runs as a real subprocess, as in
+CI, and no run may print the token.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = REPO_ROOT / ".github" / "scripts" / "coolify_deploy.py"
+
+TOKEN = "3|tok-9f8e7d6c5b4a3210-SECRET"
+APP_UUID = "vgsco4o0k8w4wk0c"
+DEPLOYMENT_UUID = "dep-q8sk0w4c4"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _load_module():
+    spec = importlib.util.spec_from_file_location("coolify_deploy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["coolify_deploy"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+deploy = _load_module()
+
+
+# --- the imitation of Coolify ----------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Scenario:
+    # Answers to POST /deploy before the normal one (e.g. 429s, 5xx).
+    deploy_replies: list[Reply] = field(default_factory=list)
+    # Successive statuses of the deployment; the last one repeats.
+    statuses: list[str] = field(default_factory=lambda: ["queued", "in_progress", "finished"])
+    # A Service resource: the deploy answer has no deployment_uuid.
+    service: bool = False
+    # Environment variables the resource has (PATCH updates, POST creates).
+    envs: dict[str, str] = field(default_factory=lambda: {"IMAGE_TAG": "old"})
+    # Successive /health answers; the last one repeats.
+    health: list[Reply] = field(
+        default_factory=lambda: [Reply(200, {"status": "ok", "git_commit": COMMIT})]
+    )
+    # Echo the Authorization header back in errors, as a careless proxy might.
+    echo_auth: bool = False
+    requests: list[tuple[str, str, dict[str, str], str | None]] = field(default_factory=list)
+    polls: int = 0
+
+
+class FakeCoolify(BaseHTTPRequestHandler):
+    server: Server
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def _reply(self, reply: Reply) -> None:
+        payload = json.dumps(reply.body).encode() if reply.body is not None else b""
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for key, value in reply.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _handle(self, method: str) -> None:
+        scenario = self.server.scenario
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        auth = self.headers.get("Authorization")
+        scenario.requests.append((method, url.path, query, auth))
+        self._reply(self._route(scenario, method, url.path, query, body, auth))
+
+    def _route(self, scenario, method, path, query, body, auth) -> Reply:
+        if path == "/health":
+            if auth is not None:
+                return Reply(500, {"message": "the token was sent to the app"})
+            return scenario.health.pop(0) if len(scenario.health) > 1 else scenario.health[0]
+        if not path.startswith("/api/v1/"):
+            return Reply(404, {"message": "Not found."})
+        if auth != f"Bearer {TOKEN}":
+            message = "Unauthenticated." + (f" ({auth})" if scenario.echo_auth else "")
+            return Reply(401, {"message": message})
+        route = path.removeprefix("/api/v1")
+        if route == "/deploy":
+            if method == "GET":
+                return Reply(
+                    405,
+                    {"message": "This endpoint has changed to a POST request."},
+                    {"Allow": "POST"},
+                )
+            if scenario.deploy_replies:
+                return scenario.deploy_replies.pop(0)
+            if query.get("uuid") != APP_UUID:
+                return Reply(404, {"message": "No resources found."})
+            if scenario.service:
+                entry = {
+                    "message": "Service working started. It could take a while, be patient.",
+                    "resource_uuid": APP_UUID,
+                }
+            else:
+                entry = {
+                    "message": "Application working deployment queued.",
+                    "resource_uuid": APP_UUID,
+                    "deployment_uuid": DEPLOYMENT_UUID,
+                }
+            return Reply(200, {"deployments": [entry]})
+        if route == f"/deployments/{DEPLOYMENT_UUID}" and method == "GET":
+            scenario.polls += 1
+            status = (
+                scenario.statuses.pop(0) if len(scenario.statuses) > 1 else scenario.statuses[0]
+            )
+            return Reply(
+                200,
+                {
+                    "deployment_uuid": DEPLOYMENT_UUID,
+                    "status": status,
+                    "application_id": "1",
+                    "commit": "HEAD",
+                },
+            )
+        if route.startswith("/deployments/"):
+            return Reply(404, {"message": "Deployment not found."})
+        if route == f"/applications/{APP_UUID}/envs":
+            key, value = body["key"], body["value"]
+            if method == "PATCH":
+                if key not in scenario.envs:
+                    return Reply(404, {"message": "Environment variable not found."})
+                scenario.envs[key] = value
+                return Reply(201, {"key": key, "value": value})
+            if method == "POST":
+                scenario.envs[key] = value
+                return Reply(201, {"uuid": "env1"})
+        return Reply(404, {"message": "Not found."})
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+    def do_PATCH(self):
+        self._handle("PATCH")
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    scenario: Scenario
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+@pytest.fixture
+def coolify() -> Iterator[Server]:
+    server = Server(("127.0.0.1", 0), FakeCoolify)
+    server.scenario = Scenario()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+FAST = ["--poll-interval", "0.05", "--backoff", "0.05", "--timeout", "5", "--health-timeout", "2"]
+
+
+def run_script(server_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        "PATH": "/usr/bin:/bin",
+        "COOLIFY_URL": server_url,
+        "COOLIFY_TOKEN": TOKEN,
+        "COOLIFY_APP_UUID": APP_UUID,
+        "APP_URL": server_url,
+        **env,
+    }
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *FAST, *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert TOKEN not in output, "the token was printed"
+    assert TOKEN.split("|")[1] not in output, "part of the token was printed"
+    return result
+
+
+def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+# --- the matrix ------------------------------------------------------------------------------
+
+
+def test_success_after_some_polls(coolify):
+    coolify.scenario.statuses = ["queued", "queued", "in_progress", "in_progress", "finished"]
+    result = run_script(coolify.url, "--expect-commit", COMMIT)
+    assert result.returncode == 0, result.stderr
+    assert coolify.scenario.polls == 5
+    for status in ("queued", "in_progress", "finished"):
+        assert f"deployment {DEPLOYMENT_UUID}: {status}" in result.stdout
+    assert f"serves {COMMIT}" in result.stdout
+    methods = [(method, path) for method, path, _, _ in coolify.scenario.requests]
+    assert ("POST", "/api/v1/deploy") in methods
+    assert ("GET", "/api/v1/deploy") not in methods
+    _, _, query, _ = next(r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy")
+    assert query == {"uuid": APP_UUID, "force": "false"}
+
+
+def test_sets_the_image_tag_before_deploying(coolify):
+    result = run_script(coolify.url, "--image-tag", COMMIT, "--expect-commit", COMMIT[:12])
+    assert result.returncode == 0, result.stderr
+    assert coolify.scenario.envs["IMAGE_TAG"] == COMMIT
+    paths = [path for _, path, _, _ in coolify.scenario.requests]
+    assert paths.index(f"/api/v1/applications/{APP_UUID}/envs") < paths.index("/api/v1/deploy")
+
+
+def test_creates_the_image_tag_variable_when_missing(coolify):
+    coolify.scenario.envs = {}
+    result = run_script(coolify.url, "--image-tag", COMMIT, "--expect-commit", COMMIT)
+    assert result.returncode == 0, result.stderr
+    assert coolify.scenario.envs == {"IMAGE_TAG": COMMIT}
+    env_calls = [m for m, path, _, _ in coolify.scenario.requests if path.endswith("/envs")]
+    assert env_calls == ["PATCH", "POST"]
+    assert f"created IMAGE_TAG={COMMIT}" in result.stdout
+
+
+@pytest.mark.parametrize("final", ["failed", "cancelled-by-user"])
+def test_deployment_that_fails(coolify, final):
+    coolify.scenario.statuses = ["queued", "in_progress", final]
+    result = run_script(coolify.url, "--expect-commit", COMMIT)
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    [line] = _error_lines(result)
+    assert f"ended as {final}" in line
+    health_calls = [path for _, path, _, _ in coolify.scenario.requests if path == "/health"]
+    assert health_calls == [], "no health check after a failed deployment"
+
+
+def test_deployment_that_never_ends_times_out(coolify):
+    coolify.scenario.statuses = ["in_progress"]
+    result = run_script(coolify.url, "--timeout", "0.5")
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    [line] = _error_lines(result)
+    assert "still in_progress after 0.5s" in line
+
+
+def test_bad_token_fails_at_once_in_one_line(coolify):
+    result = run_script(coolify.url, COOLIFY_TOKEN="wrong-token")
+    assert result.returncode == deploy.EXIT_API
+    [line] = _error_lines(result)
+    assert line.startswith("error: POST /deploy")
+    assert "HTTP 401" in line
+    assert "COOLIFY_TOKEN" in line
+    assert len(coolify.scenario.requests) == 1, "a 401 is not retried"
+
+
+def test_token_echoed_by_the_server_is_redacted(coolify):
+    coolify.scenario.deploy_replies = [Reply(403, {"message": f"Forbidden for Bearer {TOKEN}"})]
+    result = run_script(coolify.url)  # run_script asserts the token is absent
+    assert result.returncode == deploy.EXIT_API
+    [line] = _error_lines(result)
+    assert "Bearer ***" in line
+    assert "HTTP 403" in line
+
+
+def test_429_is_retried_after_retry_after(coolify):
+    coolify.scenario.deploy_replies = [
+        Reply(429, {"message": "Deployment queue is full."}, {"Retry-After": "1"}),
+    ]
+    started = time.monotonic()
+    result = run_script(coolify.url, "--expect-commit", COMMIT)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert "HTTP 429 Deployment queue is full.; retry 1/4 in 1s" in result.stdout
+    assert elapsed >= 1.0, "Retry-After was not honoured"
+    deploys = [r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy"]
+    assert len(deploys) == 2
+
+
+def test_5xx_then_success(coolify):
+    coolify.scenario.deploy_replies = [
+        Reply(502, {"message": "Bad Gateway"}),
+        Reply(503, None),
+    ]
+    result = run_script(coolify.url, "--expect-commit", COMMIT)
+    assert result.returncode == 0, result.stderr
+    assert "HTTP 502 Bad Gateway; retry 1/4" in result.stdout
+    assert "HTTP 503 (empty body); retry 2/4" in result.stdout
+
+
+def test_5xx_forever_is_bounded(coolify):
+    coolify.scenario.deploy_replies = [Reply(500, {"message": "Server Error"})] * 10
+    result = run_script(coolify.url, "--attempts", "3")
+    assert result.returncode == deploy.EXIT_API
+    [line] = _error_lines(result)
+    assert "gave up after 3 attempts" in line
+    assert len([r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy"]) == 3
+
+
+def test_unreachable_coolify_is_bounded():
+    with Server(("127.0.0.1", 0), FakeCoolify) as closed:
+        url = closed.url  # bound, then closed: nothing listens there
+    result = run_script(url, "--attempts", "2")
+    assert result.returncode == deploy.EXIT_API
+    [line] = _error_lines(result)
+    assert "no answer" in line
+    assert "gave up after 2 attempts" in line
+
+
+def test_unknown_resource_is_404(coolify):
+    result = run_script(coolify.url, COOLIFY_APP_UUID="nope")
+    assert result.returncode == deploy.EXIT_API
+    [line] = _error_lines(result)
+    assert "HTTP 404: No resources found." in line
+    assert "COOLIFY_APP_UUID" in line
+
+
+def test_get_on_deploy_is_405_and_explained(coolify):
+    """What an old GET-based script would get; the client names the cause."""
+    client = deploy.Client(deploy.api_base(coolify.url), TOKEN, deploy.Output([TOKEN]))
+    with pytest.raises(deploy.ApiError) as raised:
+        client.request("GET", "/deploy", query={"uuid": APP_UUID})
+    assert raised.value.status == 405
+    assert "POST" in str(raised.value)
+    assert len(coolify.scenario.requests) == 1, "a 405 is not retried"
+
+
+def test_live_commit_mismatch_fails(coolify):
+    coolify.scenario.health = [Reply(200, {"status": "ok", "git_commit": "fedcba9876543210"})]
+    result = run_script(coolify.url, "--expect-commit", COMMIT, "--health-timeout", "0.3")
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    [line] = _error_lines(result)
+    assert f"git_commit {COMMIT}" in line
+    assert "git_commit=fedcba9876543210" in line
+
+
+def test_health_waits_for_the_new_version(coolify):
+    """Traefik may still route to nothing (502) or the app may still start (503)."""
+    coolify.scenario.health = [
+        Reply(502, None),
+        Reply(503, {"status": "starting", "git_commit": COMMIT}),
+        Reply(200, {"status": "ok", "git_commit": "oldoldoldold"}),
+        Reply(200, {"status": "ok", "git_commit": COMMIT, "version": "0.1.0"}),
+    ]
+    result = run_script(coolify.url, "--expect-commit", COMMIT)
+    assert result.returncode == 0, result.stderr
+    assert "health: HTTP 502" in result.stdout
+    assert f"serves {COMMIT} (0.1.0)" in result.stdout
+
+
+def test_service_resource_is_confirmed_by_health(coolify):
+    coolify.scenario.service = True
+    result = run_script(coolify.url, "--expect-commit", COMMIT)
+    assert result.returncode == 0, result.stderr
+    assert "Service working started" in result.stdout
+    assert coolify.scenario.polls == 0
+
+
+def test_service_resource_without_health_check_is_refused(coolify):
+    coolify.scenario.service = True
+    result = run_script(coolify.url, "--no-health-check")
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("COOLIFY_TOKEN", "COOLIFY_TOKEN is not set"),
+        ("COOLIFY_URL", "COOLIFY_URL is not set"),
+        ("COOLIFY_APP_UUID", "COOLIFY_APP_UUID is not set"),
+        ("APP_URL", "APP_URL is not set"),
+    ],
+)
+def test_missing_configuration_is_a_usage_error(coolify, missing, message):
+    result = run_script(coolify.url, **{missing: ""})
+    assert result.returncode == deploy.EXIT_USAGE
+    assert message in result.stderr
+    assert coolify.scenario.requests == []
+
+
+def test_github_annotation(coolify):
+    result = run_script(coolify.url, COOLIFY_TOKEN="wrong", GITHUB_ACTIONS="true")
+    assert result.stderr.startswith("::error title=Coolify deploy::POST /deploy?")
+    assert "HTTP 401: Unauthenticated." in result.stderr
+
+
+# --- the pieces ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://coolify.example.com", "https://coolify.example.com/api/v1"),
+        ("https://coolify.example.com/", "https://coolify.example.com/api/v1"),
+        ("https://coolify.example.com/api/v1/", "https://coolify.example.com/api/v1"),
+        ("http://10.0.0.2:8000", "http://10.0.0.2:8000/api/v1"),
+    ],
+)
+def test_api_base(url, expected):
+    assert deploy.api_base(url) == expected
+
+
+@pytest.mark.parametrize("url", ["coolify.example.com", "file:///etc/passwd", "ftp://x"])
+def test_api_base_refuses_other_schemes(url):
+    with pytest.raises(deploy.UsageError):
+        deploy.api_base(url)
+
+
+def test_parse_retry_after():
+    assert deploy.parse_retry_after("60") == 60
+    assert deploy.parse_retry_after(None) is None
+    assert deploy.parse_retry_after("soon") is None
+    now = 1_700_000_000.0
+    date = "Tue, 14 Nov 2023 22:13:50 GMT"  # now + 30 s
+    assert deploy.parse_retry_after(date, now=lambda: now) == pytest.approx(30)
+
+
+def test_retry_after_is_capped(coolify):
+    coolify.scenario.deploy_replies = [
+        Reply(429, {"message": "slow down"}, {"Retry-After": "3600"})
+    ]
+    sleeps: list[float] = []
+    client = deploy.Client(
+        deploy.api_base(coolify.url),
+        TOKEN,
+        deploy.Output([TOKEN]),
+        retry_after_max=0.2,
+        sleep=sleeps.append,
+    )
+    status, data = client.request("POST", "/deploy", query={"uuid": APP_UUID})
+    assert status == 200
+    assert data["deployments"][0]["deployment_uuid"] == DEPLOYMENT_UUID
+    assert sleeps == [0.2]
+
+
+def test_backoff_grows_and_is_capped(coolify):
+    coolify.scenario.deploy_replies = [Reply(503, None)] * 5
+    sleeps: list[float] = []
+    client = deploy.Client(
+        deploy.api_base(coolify.url),
+        TOKEN,
+        deploy.Output([TOKEN]),
+        attempts=6,
+        backoff=1,
+        backoff_max=4,
+        sleep=sleeps.append,
+    )
+    status, _ = client.request("POST", "/deploy", query={"uuid": APP_UUID})
+    assert status == 200
+    assert sleeps == [1, 2, 4, 4, 4]
+
+
+@pytest.mark.parametrize(
+    ("reported", "expected", "same"),
+    [
+        (COMMIT, COMMIT, True),
+        (COMMIT[:7], COMMIT, True),
+        (COMMIT, COMMIT[:12].upper(), True),
+        (COMMIT[:6], COMMIT, False),
+        ("unknown", COMMIT, False),
+        (None, COMMIT, False),
+        ("fedcba9", COMMIT, False),
+    ],
+)
+def test_same_commit(reported, expected, same):
+    assert deploy.same_commit(reported, expected) is same
+
+
+def test_output_redacts_every_secret(capsys):
+    deploy.Output(["s3cr3t", ""]).line("a s3cr3t b s3cr3t")
+    assert capsys.readouterr().out == "a *** b ***\n"
