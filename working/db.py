@@ -29,7 +29,7 @@ def configure(settings: Settings) -> Engine:
     """Create the process's engine (once); later calls return the same one."""
     global _engine, _sessions
     if _engine is None:
-        _engine = _create_engine(settings)
+        _engine = create(settings)
         _sessions = sessionmaker(_engine, expire_on_commit=False)
     return _engine
 
@@ -54,7 +54,7 @@ def dispose() -> None:
     _engine = _sessions = None
 
 
-def _create_engine(settings: Settings) -> Engine:
+def create(settings: Settings) -> Engine:
     if settings.database_backend == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         eng = create_engine(

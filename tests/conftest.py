@@ -1,0 +1,73 @@
+"""Session-wide real services: PostgreSQL, a built frontend export; and the CI no-skip rule."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services import REPO, Postgres
+
+# In CI a test that needs a real service or browser must run: a skip there is a failure.
+_MUST_RUN = {"postgres", "redis", "browser", "nix"}
+_counter = itertools.count()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not os.environ.get("CI") or reporter is None:
+        return
+    skipped = [
+        r for r in reporter.stats.get("skipped", [])
+        if _MUST_RUN & set(getattr(r, "keywords", {}))
+    ]
+    if skipped:
+        reporter.write_line(f"CI: {len(skipped)} test(s) needing a real service were skipped:")
+        for report in skipped:
+            reporter.write_line(f"  {report.nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    server = Postgres()
+    server.init()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres: Postgres) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    name = f"t{os.getpid()}_{next(_counter)}"
+    postgres.create_database(name)
+    return postgres.url(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The same suite against the SQLite default and a real PostgreSQL."""
+    env = {"DATA_DIR": str(tmp_path / "data")}
+    if request.param == "postgres":
+        env["DATABASE_URL"] = request.getfixturevalue("pg_url")
+    return env
+
+
+@pytest.fixture(scope="session")
+def frontend_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The static export, built once per session by the same command the image build runs."""
+    prebuilt = os.environ.get("WORKING_TEST_FRONTEND")
+    if prebuilt:
+        return Path(prebuilt)
+    out = tmp_path_factory.mktemp("frontend") / "export"
+    subprocess.run(
+        [sys.executable, "-m", "working.entrypoint", "build-frontend", "--out", str(out)],
+        cwd=REPO,
+        check=True,
+    )
+    return out

