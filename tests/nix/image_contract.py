@@ -111,7 +111,8 @@ def check_image_tar(path: str | Path, contract: dict[str, Any], project: dict[st
         manifest = json.load(archive.extractfile("manifest.json"))
         assert len(manifest) == 1, "one image per stream"
         (entry,) = manifest
-        assert entry["RepoTags"] and entry["RepoTags"][0].startswith(f"{contract['service']}:")
+        assert entry["RepoTags"], "the image has no name:tag"
+        assert entry["RepoTags"][0].startswith(f"{contract['service']}:")
         meta = json.load(archive.extractfile(entry["Config"]))
         assert meta["os"] == "linux"
         check_config(meta["config"], contract, project)
@@ -123,9 +124,11 @@ def check_image_tar(path: str | Path, contract: dict[str, Any], project: dict[st
                     seen[name] = member
     for name in FORBIDDEN_ROOT:
         assert name not in seen, f"forbidden in the image: /{name}"
-    assert tmp_dir in seen and seen[tmp_dir].isdir(), f"/{tmp_dir} is missing"
+    assert tmp_dir in seen, f"/{tmp_dir} is missing"
+    assert seen[tmp_dir].isdir()
     assert seen[tmp_dir].mode & 0o7777 == 0o1777, oct(seen[tmp_dir].mode)
-    assert data_dir in seen and seen[data_dir].isdir(), f"/{data_dir} is missing"
+    assert data_dir in seen, f"/{data_dir} is missing"
+    assert seen[data_dir].isdir()
     assert (seen[data_dir].uid, seen[data_dir].gid) == (image["uid"], image["gid"])
     passwd = {line.split(":")[0]: line for line in _read(path, "etc/passwd").splitlines()}
     assert passwd[image["user"]].split(":")[2:4] == [str(image["uid"]), str(image["gid"])]

@@ -1,0 +1,404 @@
+"""The Nix side of the project, checked without building anything.
+
+Nix cannot build or download here, so these tests check what can be checked by parsing and
+evaluating: every .nix file parses; flake.lock agrees with flake.nix and with the pins in
+../shared/pins.md; the image config written in Nix says what the runtime contract says; and
+uv2nix resolves this repository's uv.lock to one wheel per runtime package.
+
+Nix comes from `nix-instantiate` on PATH, or else from ../shared/tools/nix-chroot (Nix 2.26 in a
+Debian chroot; its first run needs root, debootstrap and about a minute). Without either, the
+tests marked `nix` skip, except in CI (CI=true), where they fail.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.markers import Marker
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+PINS = SHARED / "pins.md"
+NIX_CHROOT = SHARED / "tools" / "nix-chroot"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+NIX_FILES = sorted(
+    [REPO / "flake.nix", *(REPO / "nix").glob("*.nix"), *(REPO / "tests" / "nix").glob("*.nix")]
+)
+PLACEHOLDER_VENV = "/nix/store/" + "0" * 32 + "-working-env"
+PLACEHOLDER_FRONTEND = "/nix/store/" + "1" * 32 + "-working-frontend"
+PLACEHOLDER_REVISION = "0123456789abcdef0123456789abcdef01234567"
+LINUX_MACHINES = {"x86_64-linux": "x86_64", "aarch64-linux": "aarch64"}
+
+
+def _load_image_contract():
+    spec = importlib.util.spec_from_file_location(
+        "image_contract", REPO / "tests" / "nix" / "image_contract.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+image_contract = _load_image_contract()
+
+
+class Nix:
+    """Runs Nix commands natively or through nix-chroot (which sees only its working directory)."""
+
+    def __init__(self, prefix: list[str]) -> None:
+        self.prefix = prefix
+
+    def run(self, *args: str, cwd: Path = REPO) -> str:
+        result = subprocess.run(
+            [*self.prefix, *args], cwd=cwd, capture_output=True, text=True, timeout=900
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed:\n{result.stderr[-4000:]}")
+        return result.stdout
+
+    def eval_json(self, *args: str, cwd: Path = REPO) -> Any:
+        return json.loads(
+            self.run("nix-instantiate", "--eval", "--strict", "--json", *args, cwd=cwd)
+        )
+
+
+def _unavailable(why: str) -> None:
+    if IN_CI:
+        pytest.fail(f"Nix is required in CI: {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def nix() -> Nix:
+    if shutil.which("nix-instantiate"):
+        return Nix([])
+    if not NIX_CHROOT.is_file():
+        _unavailable(f"no nix-instantiate on PATH and no {NIX_CHROOT}")
+    if os.geteuid() != 0:
+        _unavailable("nix-chroot needs root")
+    return Nix([str(NIX_CHROOT)])
+
+
+def _project() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+# --- every .nix file parses -------------------------------------------------------------------
+
+
+@pytest.mark.nix
+@pytest.mark.parametrize("path", NIX_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_nix_file_parses(nix: Nix, path: Path) -> None:
+    nix.run("nix-instantiate", "--parse", str(path.relative_to(REPO)))
+
+
+# --- flake.lock ---------------------------------------------------------------------------------
+
+
+def _lock() -> dict[str, Any]:
+    return json.loads((REPO / "flake.lock").read_text())
+
+
+def _original_url(original: dict[str, Any]) -> str:
+    assert original["type"] == "github", original
+    ref = f"/{original['ref']}" if "ref" in original else ""
+    return f"github:{original['owner']}/{original['repo']}{ref}"
+
+
+def _resolve(lock: dict[str, Any], target: str | list[str]) -> str:
+    """The node a lock input points at: a node name, or a follows path from the root."""
+    if isinstance(target, str):
+        return target
+    node = lock["root"]
+    for name in target:
+        node = _resolve(lock, lock["nodes"][node]["inputs"][name])
+    return node
+
+
+def test_flake_lock_is_complete_and_consistent() -> None:
+    lock = _lock()
+    assert lock["version"] == 7
+    nodes = lock["nodes"]
+    root = nodes[lock["root"]]
+    reached = set()
+    for name, node in nodes.items():
+        for target in node.get("inputs", {}).values():
+            resolved = _resolve(lock, target)
+            assert resolved in nodes, f"{name}: input {target} does not resolve"
+            reached.add(resolved)
+        if name == lock["root"]:
+            continue
+        locked, original = node["locked"], node["original"]
+        assert locked["type"] == original["type"] == "github"
+        assert (locked["owner"], locked["repo"]) == (original["owner"], original["repo"])
+        assert re.fullmatch(r"[0-9a-f]{40}", locked["rev"]), locked["rev"]
+        assert re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", locked["narHash"]), locked["narHash"]
+        assert isinstance(locked["lastModified"], int)
+    assert reached == set(nodes) - {lock["root"]}, "every non-root node is some input's target"
+    # Everything below the root follows the root's inputs: one nixpkgs, one pyproject.nix.
+    for name, node in nodes.items():
+        if name != lock["root"]:
+            for target in node.get("inputs", {}).values():
+                assert isinstance(target, list), f"{name} pins its own copy of an input"
+    assert set(root["inputs"]) == {"nixpkgs", "pyproject-nix", "uv2nix", "pyproject-build-systems"}
+
+
+def _pins() -> dict[str, dict[str, str]]:
+    if not PINS.is_file():
+        if IN_CI:
+            pytest.fail(f"{PINS} is missing")
+        pytest.skip(f"{PINS} is missing")
+    pins = {}
+    for line in PINS.read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 5 and cells[1].startswith("github:"):
+            name, original, rev, nar_hash, last_modified = cells[:5]
+            pins[name] = {
+                "original": original,
+                "rev": rev,
+                "narHash": nar_hash,
+                "lastModified": last_modified,
+            }
+    assert pins, f"no pins found in {PINS}"
+    return pins
+
+
+def test_flake_lock_matches_pins() -> None:
+    lock = _lock()
+    root = lock["nodes"][lock["root"]]
+    pins = _pins()
+    assert set(pins) == set(root["inputs"])
+    for name, pin in pins.items():
+        node = lock["nodes"][_resolve(lock, root["inputs"][name])]
+        assert _original_url(node["original"]) == pin["original"], name
+        assert node["locked"]["rev"] == pin["rev"], name
+        assert node["locked"]["narHash"] == pin["narHash"], name
+        assert str(node["locked"]["lastModified"]) == pin["lastModified"], name
+
+
+@pytest.mark.nix
+def test_flake_lock_matches_flake_inputs(nix: Nix) -> None:
+    """Every input in flake.nix is locked with the same `original`, and every follows resolves."""
+    inputs = nix.eval_json("--expr", "(import ./flake.nix).inputs")
+    lock = _lock()
+    root = lock["nodes"][lock["root"]]
+    assert set(inputs) == set(root["inputs"])
+    for name, spec in inputs.items():
+        node = lock["nodes"][_resolve(lock, root["inputs"][name])]
+        assert _original_url(node["original"]) == spec["url"], name
+        declared = {}
+        for sub, value in spec.get("inputs", {}).items():
+            assert "follows" in value, f"{name}.{sub} should follow the root input"
+            declared[sub] = value["follows"].split("/")
+        assert node.get("inputs", {}) == declared, name
+
+
+# --- the image config in Nix against the contract ----------------------------------------------
+
+
+@pytest.mark.nix
+def test_image_config_matches_contract(nix: Nix) -> None:
+    from working.contract import contract
+
+    config = nix.eval_json(
+        "--expr",
+        f"""import ./nix/image-config.nix {{
+          contract = import ./nix/contract.nix;
+          project = (builtins.fromTOML (builtins.readFile ./pyproject.toml)).project;
+          venv = "{PLACEHOLDER_VENV}";
+          frontend = "{PLACEHOLDER_FRONTEND}";
+          revision = "{PLACEHOLDER_REVISION}";
+        }}""",
+    )
+    image_contract.check_config(config, contract(), _project())
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["FRONTEND_DIR"] == PLACEHOLDER_FRONTEND
+    assert env["GIT_COMMIT"] == PLACEHOLDER_REVISION
+    assert config["Entrypoint"][0] == f"{PLACEHOLDER_VENV}/bin/python"
+
+
+@pytest.mark.nix
+def test_nix_reads_the_same_contract_file(nix: Nix) -> None:
+    from working.contract import contract
+
+    assert nix.eval_json("--expr", "import ./nix/contract.nix") == contract()
+
+
+# --- uv2nix against uv.lock, with the pinned library trees --------------------------------------
+
+
+def _staged_sources() -> Path:
+    """Copies of the pinned trees and of the files uv2nix reads, in one directory Nix can see.
+
+    The directory has a fixed name and is emptied, never removed: nix-chroot bind-mounts its
+    working directory once and keeps the mount.
+    """
+    sources = os.environ.get("NIX_EVAL_SOURCES")
+    if not sources:
+        pytest.skip("set NIX_EVAL_SOURCES to run (see test_uv2nix_resolves_the_lock)")
+    sources_dir = Path(sources)
+    stage = Path(tempfile.gettempdir()) / f"working-nix-eval-{os.getuid()}"
+    stage.mkdir(exist_ok=True)
+    for child in stage.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    for tree in ("nixpkgs-lib", "pyproject-nix", "uv2nix"):
+        if not (sources_dir / tree).is_dir():
+            pytest.fail(f"{sources_dir / tree} is missing (see test_uv2nix_resolves_the_lock)")
+        shutil.copytree(sources_dir / tree, stage / "sources" / tree, symlinks=True)
+    (stage / "repo").mkdir()
+    for name in ("pyproject.toml", "uv.lock"):
+        shutil.copy(REPO / name, stage / "repo" / name)
+    shutil.copy(REPO / "tests" / "nix" / "uv2nix-eval.nix", stage)
+    shutil.copy(REPO / "nix" / "nixpkgs-config.nix", stage)
+    return stage
+
+
+def _marker_environment(machine: str) -> dict[str, str]:
+    return {
+        "implementation_name": "cpython",
+        "implementation_version": "3.12.12",
+        "os_name": "posix",
+        "platform_machine": machine,
+        "platform_python_implementation": "CPython",
+        "platform_release": "6.12",
+        "platform_system": "Linux",
+        "platform_version": "",
+        "python_full_version": "3.12.12",
+        "python_version": "3.12",
+        "sys_platform": "linux",
+        "extra": "",
+    }
+
+
+def _runtime_closure_from_lock(machine: str) -> dict[str, str]:
+    """What `uv sync --no-dev` installs on Linux/CPython 3.12, walked from uv.lock in Python."""
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    packages: dict[str, dict[str, Any]] = {}
+    for package in lock["package"]:
+        assert package["name"] not in packages, f"{package['name']} is locked twice (a fork)"
+        packages[package["name"]] = package
+    environment = _marker_environment(machine)
+    closure: dict[str, str] = {}
+    seen: set[tuple[str, str]] = set()
+    pending = [("working", "")]
+    while pending:
+        name, extra = pending.pop()
+        if (name, extra) in seen:
+            continue
+        seen.add((name, extra))
+        package = packages[name]
+        closure[name] = package["version"]
+        deps = package.get("optional-dependencies", {}).get(extra, []) if extra else []
+        if not extra:
+            deps = package.get("dependencies", [])
+        for dep in deps:
+            if "marker" in dep and not Marker(dep["marker"]).evaluate(environment):
+                continue
+            pending.append((dep["name"], ""))
+            pending.extend((dep["name"], e) for e in dep.get("extra", []))
+    return closure
+
+
+def _runtime_closure_from_nix(packages: dict[str, Any]) -> set[str]:
+    """What mkVirtualEnv would put in the venv for workspace.deps.default."""
+    closure: set[str] = set()
+    pending: list[tuple[str, list[str]]] = [("working", [])]
+    while pending:
+        name, extras = pending.pop()
+        if name in closure and not extras:
+            continue
+        closure.add(name)
+        package = packages[name]
+        deps = dict(package["dependencies"])
+        for extra in extras:
+            deps.update(package["extras"][extra])
+        pending.extend(deps.items())
+    return closure
+
+
+@pytest.mark.nix
+@pytest.mark.parametrize("system", sorted(LINUX_MACHINES))
+def test_uv2nix_resolves_the_lock(nix: Nix, system: str) -> None:
+    """uv2nix's loadWorkspace and mkPyprojectOverlay, evaluated on this repository's uv.lock.
+
+    Needs copies of three source trees at the flake.lock revisions, which CI cannot fetch (no
+    GitHub access): without NIX_EVAL_SOURCES the test skips, in CI too. To reproduce:
+
+        git clone https://github.com/pyproject-nix/pyproject.nix  $SRC/pyproject-nix
+        git -C $SRC/pyproject-nix checkout 7af23cfe91064865ecf2e835da28b45b3c6f49fd
+        git clone https://github.com/pyproject-nix/uv2nix          $SRC/uv2nix
+        git -C $SRC/uv2nix checkout 49dac8d206c42175b069b7c6050ba27060a21106
+        git clone https://github.com/nix-community/nixpkgs.lib     $SRC/nixpkgs-lib
+        NIX_EVAL_SOURCES=$SRC uv run pytest tests/test_nix.py -k uv2nix
+
+    (`nix hash path $SRC/uv2nix` etc. must print the narHash in flake.lock; nixpkgs.lib is
+    nixpkgs' lib/ alone, so any recent revision will do.) The evaluation, tests/nix/uv2nix-eval.nix,
+    applies the overlay to a stand-in CPython 3.12/glibc interpreter for `system` and checks that
+    every runtime package resolves to a compatible wheel, with the versions and the dependency
+    closure that uv itself locked.
+    """
+    stage = _staged_sources()
+    result = nix.eval_json(
+        "./uv2nix-eval.nix",
+        "--arg", "sources", "./sources",
+        "--arg", "repo", "./repo",
+        "--argstr", "system", system,
+        cwd=stage,
+    )  # fmt: skip
+    assert result["deps"]["default"] == {"working": []}, "the image venv gets runtime deps only"
+    assert result["deps"]["all"] == {"working": ["dev"]}
+    packages = result["packages"]
+
+    machine = LINUX_MACHINES[system]
+    expected = _runtime_closure_from_lock(machine)
+    closure = _runtime_closure_from_nix(packages)
+    assert closure == set(expected)
+    assert "reflex" in closure
+    assert "psycopg-binary" in closure
+    for name in sorted(closure - {"working"}):
+        package = packages[name]
+        assert package["version"] == expected[name], name
+        assert package["format"] == "wheel", f"{name} would be built from source"
+        wheel = package["wheel"]
+        assert wheel.endswith("-any.whl") or machine in wheel, f"{name}: {wheel}"
+        tags = wheel.removesuffix(".whl").split("-")[-3:]
+        assert re.search(r"py3|cp312|abi3", "-".join(tags[:2])), f"{name}: {wheel}"
+    assert packages["working"]["format"] == "local"
+    print(f"{system}: {len(closure)} runtime packages, all wheels")
+
+
+@pytest.mark.nix
+def test_insecure_permit_is_node_20_only(nix: Nix) -> None:
+    """The nixpkgs config permits Node 20 (nodejs, nodejs-slim, its source) and nothing else."""
+    stage = _staged_sources()
+    names = [
+        "nodejs-20.20.2",
+        "nodejs-slim-20.20.2",
+        "nodejs-20.20.2-source",
+        "nodejs-22.22.0",
+        "nodejs-slim-22.22.0",
+        "openssl-1.1.1w",
+        "python3-3.12.12",
+    ]
+    nix_list = "[ " + " ".join(map(json.dumps, names)) + " ]"
+    verdicts = nix.eval_json(
+        "--expr",
+        f"""let
+          lib = import ./sources/nixpkgs-lib/lib;
+          config = import ./nixpkgs-config.nix {{ inherit lib; }};
+        in map (name: config.allowInsecurePredicate {{ inherit name; }}) {nix_list}""",
+        cwd=stage,
+    )
+    assert dict(zip(names, verdicts, strict=True)) == {
+        name: name.startswith(("nodejs-20.", "nodejs-slim-20.")) for name in names
+    }
