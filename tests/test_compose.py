@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -169,7 +170,13 @@ def contract() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.Draft7Validator:
-    assert SCHEMA.is_file(), f"Compose schema not found at {SCHEMA}"
+    if not SCHEMA.is_file():
+        # The schema lives in ../shared, beside the repository: present for a developer and for
+        # .ci/run (which must not skip), absent inside the Nix build sandbox.
+        message = f"Compose schema not found at {SCHEMA}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
