@@ -1,0 +1,152 @@
+"""The entrypoint as the image runs it: real processes, real exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from services import PG_PASSWORD, Postgres, Server, base_env, free_port
+from working.contract import contract
+
+EXIT = contract()["exit_codes"]
+
+
+def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "working.entrypoint", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+BAD_SETTINGS = [
+    ({"PORT": "abc"}, "PORT is 'abc'"),
+    ({"BACKEND_PORT": "8000"}, "BACKEND_PORT is 8000 but the app serves frontend and backend"),
+    ({"DATABASE_URL": "mysql://app:pw-Zq8;s3cr3t@db/app"}, "DATABASE_URL has the unsupported"),
+    ({"WEB_CONCURRENCY": "3"}, "WEB_CONCURRENCY is 3 but REDIS_URL is not set"),
+    ({"ALLOWED_ORIGINS": "*"}, "ALLOWED_ORIGINS is * in prod"),
+    ({"DB_WAIT_TIMEOUT": "forever"}, "DB_WAIT_TIMEOUT is 'forever'"),
+    ({"LOG_FORMAT": "yaml"}, "LOG_FORMAT is 'yaml'"),
+]
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate", "check-config"])
+@pytest.mark.parametrize(("environ", "message"), BAD_SETTINGS, ids=[next(iter(e)) for e, _ in BAD_SETTINGS])
+def test_bad_settings_exit_2_with_one_line(
+    command: str, environ: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    result = run(command, env=base_env(DATA_DIR=str(tmp_path), **environ))
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == EXIT["config"], output
+    assert output.count("\n") == 0, output
+    assert output.startswith("[ERROR] " + message)
+    assert "Traceback" not in output
+    assert PG_PASSWORD not in output
+
+
+def test_check_config_prints_effective_settings_masked(tmp_path: Path) -> None:
+    url = "postgresql://app:pw-Zq8;s3cr3t@db.internal:5432/app"
+    result = run("check-config", env=base_env(DATABASE_URL=url, REDIS_URL="redis://:r3dis-pw@cache:6379/0"))
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    assert lines["DATABASE_URL"] == "postgresql+psycopg://app:***@db.internal:5432/app"
+    assert lines["REDIS_URL"] == "redis://:***@cache:6379/0"
+    assert lines["PORT"] == "3000"
+    assert set(lines) <= set(contract()["env"])
+    assert PG_PASSWORD not in result.stdout and "r3dis-pw" not in result.stdout
+
+
+@pytest.mark.parametrize("command", list(contract()["entrypoint"]["commands"]))
+def test_every_command_has_help(command: str) -> None:
+    result = run(command, "--help", env=base_env())
+    assert result.returncode == 0
+    assert f"usage: working {command}" in result.stdout
+
+
+def test_healthcheck_fails_when_nothing_listens() -> None:
+    result = run("healthcheck", "--timeout", "1", env=base_env(PORT=str(free_port())))
+    assert result.returncode == 1
+    assert result.stdout.startswith("unhealthy: http://127.0.0.1:")
+
+
+@pytest.mark.postgres
+def test_database_never_up_exits_3_after_the_timeout(tmp_path: Path) -> None:
+    url = f"postgresql://app:{PG_PASSWORD}@127.0.0.1:{free_port()}/app"
+    started = time.monotonic()
+    result = run("migrate", env=base_env(DATABASE_URL=url, DB_WAIT_TIMEOUT="3"))
+    elapsed = time.monotonic() - started
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == EXIT["dependency"], result.stdout
+    assert 3 <= elapsed < 10
+    assert len([line for line in lines if line.startswith("[WARN] database not reachable")]) >= 2
+    assert lines[-1].startswith("[ERROR] database not reachable after 3s")
+    assert all(line.startswith(("[WARN]", "[ERROR]", "[INFO]")) for line in lines)
+    assert PG_PASSWORD not in result.stdout + result.stderr
+
+
+@pytest.mark.postgres
+def test_database_started_late_serve_proceeds(frontend_export: Path, tmp_path: Path) -> None:
+    late = Postgres()
+    try:
+        late.init()
+        late.stop()
+        port = free_port()
+        server = Server(
+            base_env(DATABASE_URL=late.url(), DB_WAIT_TIMEOUT="30", PORT=str(port),
+                     FRONTEND_DIR=str(frontend_export), DATA_DIR=str(tmp_path)),
+            port,
+        ).start()
+        try:
+            threading.Timer(3, late.start).start()
+            ready = server.wait_healthy(timeout=40)
+            assert ready >= 3
+            assert any(line.startswith("[WARN] database not reachable") for line in server.lines)
+            assert any("database reachable after" in line for line in server.lines)
+        finally:
+            server.stop()
+    finally:
+        late.destroy()
+
+
+@pytest.mark.postgres
+def test_migrate_applies_once_and_is_idempotent(pg_url: str) -> None:
+    first = run("migrate", env=base_env(DATABASE_URL=pg_url))
+    second = run("migrate", env=base_env(DATABASE_URL=pg_url))
+    assert first.returncode == second.returncode == 0, first.stdout + first.stderr
+    assert "[INFO] migrations: applied empty -> 0001" in first.stdout
+    assert "[INFO] migrations: database already at 0001" in second.stdout
+
+
+@pytest.mark.postgres
+def test_concurrent_migrations_do_not_race(pg_url: str) -> None:
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "working.entrypoint", "migrate"],
+                         env=base_env(DATABASE_URL=pg_url), stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    applied = [o for o in outputs if "migrations: applied empty -> 0001" in o]
+    assert len(applied) == 1, outputs
+
+
+@pytest.mark.postgres
+def test_failed_migration_stops_startup(pg_url: str, postgres: Postgres) -> None:
+    # A table in the way of the first revision: the migration must fail and serve must not start.
+    import psycopg
+
+    with psycopg.connect(pg_url.replace("postgresql://", "postgresql://", 1)) as conn:
+        conn.execute("CREATE TABLE accounts (id int)")
+    result = run("serve", env=base_env(DATABASE_URL=pg_url, PORT=str(free_port())))
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == EXIT["migration"], result.stdout
+    assert lines[-1].startswith("[ERROR] migration failed: ")
+    assert "Traceback" not in result.stdout + result.stderr
+    assert PG_PASSWORD not in result.stdout + result.stderr
