@@ -11,6 +11,8 @@ lib.fileset.toSource {
     lib.fileset.unions [
       (lib.fileset.fileFilter (file: file.hasExt "nix") ./.)
       (lib.fileset.maybeMissing ../tests)
+      (lib.fileset.maybeMissing ../.git)
+      (lib.fileset.maybeMissing ../.github)
       (lib.fileset.maybeMissing ../docs)
       ../flake.nix
       (lib.fileset.maybeMissing ../flake.lock)
