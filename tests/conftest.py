@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from services import REPO, Postgres
 
 # In CI a test that needs a real service or browser must run: a skip there is a failure.
@@ -23,8 +22,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not os.environ.get("CI") or reporter is None:
         return
     skipped = [
-        r for r in reporter.stats.get("skipped", [])
-        if _MUST_RUN & set(getattr(r, "keywords", {}))
+        r for r in reporter.stats.get("skipped", []) if _MUST_RUN & set(getattr(r, "keywords", {}))
     ]
     if skipped:
         reporter.write_line(f"CI: {len(skipped)} test(s) needing a real service were skipped:")

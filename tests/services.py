@@ -70,19 +70,50 @@ class Postgres:
         pwfile.write_text(PG_PASSWORD)
         if self._user:
             shutil.chown(pwfile, self._user)
-        self._run("initdb", "-D", str(self.data), "-U", PG_USER, "--pwfile", str(pwfile),
-                  "--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            PG_USER,
+            "--pwfile",
+            str(pwfile),
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "--encoding=UTF8",
+        )
         pwfile.unlink()
         self.start()
         self.create_database("app")
 
     def create_database(self, name: str) -> None:
-        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER,
-                  "-w", name, env={"PGPASSWORD": PG_PASSWORD})
+        self._run(
+            "createdb",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            PG_USER,
+            "-w",
+            name,
+            env={"PGPASSWORD": PG_PASSWORD},
+        )
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-w", "-t", "30", "-l", str(self.root / "log"),
-                  "-o", f"-p {self.port} -h 127.0.0.1 -k {self.root}", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(self.root / "log"),
+            "-o",
+            f"-p {self.port} -h 127.0.0.1 -k {self.root}",
+            "start",
+        )
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
@@ -155,7 +186,8 @@ class Server:
         return self
 
     def _pump(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
 

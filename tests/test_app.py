@@ -67,7 +67,8 @@ def test_sign_up_rejects_taken_names_and_out_of_range_input(tx) -> None:  # type
 def test_login_opens_a_session_that_logout_and_expiry_end(tx) -> None:  # type: ignore[no-untyped-def]
     tx(auth.sign_up, "alice", "correct horse")
     login = tx(auth.log_in, "alice", "correct horse", TTL)
-    assert login.user is not None and login.error == ""
+    assert login.user is not None
+    assert login.error == ""
     assert tx(auth.user_for_token, login.token) == login.user
     tx(auth.log_out, login.token)
     assert tx(auth.user_for_token, login.token) is None
@@ -81,7 +82,9 @@ def test_login_opens_a_session_that_logout_and_expiry_end(tx) -> None:  # type: 
 def test_repeated_failures_lock_the_account(tx) -> None:  # type: ignore[no-untyped-def]
     tx(auth.sign_up, "alice", "correct horse")
     for _ in range(auth.THROTTLE_AFTER):
-        assert tx(auth.log_in, "alice", "wrong password", TTL).error == "Wrong username or password."
+        assert (
+            tx(auth.log_in, "alice", "wrong password", TTL).error == "Wrong username or password."
+        )
     locked = tx(auth.log_in, "alice", "correct horse", TTL)
     assert locked.user is None
     assert locked.error.startswith("Too many failed logins for this account; try again in ")

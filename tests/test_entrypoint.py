@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from services import PG_PASSWORD, Postgres, Server, base_env, free_port
+
 from working.contract import contract
 
 EXIT = contract()["exit_codes"]
@@ -38,7 +38,9 @@ BAD_SETTINGS = [
 
 
 @pytest.mark.parametrize("command", ["serve", "migrate", "check-config"])
-@pytest.mark.parametrize(("environ", "message"), BAD_SETTINGS, ids=[next(iter(e)) for e, _ in BAD_SETTINGS])
+@pytest.mark.parametrize(
+    ("environ", "message"), BAD_SETTINGS, ids=[next(iter(e)) for e, _ in BAD_SETTINGS]
+)
 def test_bad_settings_exit_2_with_one_line(
     command: str, environ: dict[str, str], message: str, tmp_path: Path
 ) -> None:
@@ -53,14 +55,17 @@ def test_bad_settings_exit_2_with_one_line(
 
 def test_check_config_prints_effective_settings_masked(tmp_path: Path) -> None:
     url = "postgresql://app:pw-Zq8;s3cr3t@db.internal:5432/app"
-    result = run("check-config", env=base_env(DATABASE_URL=url, REDIS_URL="redis://:r3dis-pw@cache:6379/0"))
+    result = run(
+        "check-config", env=base_env(DATABASE_URL=url, REDIS_URL="redis://:r3dis-pw@cache:6379/0")
+    )
     assert result.returncode == 0, result.stderr
     lines = dict(line.split("=", 1) for line in result.stdout.splitlines())
     assert lines["DATABASE_URL"] == "postgresql+psycopg://app:***@db.internal:5432/app"
     assert lines["REDIS_URL"] == "redis://:***@cache:6379/0"
     assert lines["PORT"] == "3000"
     assert set(lines) <= set(contract()["env"])
-    assert PG_PASSWORD not in result.stdout and "r3dis-pw" not in result.stdout
+    assert PG_PASSWORD not in result.stdout
+    assert "r3dis-pw" not in result.stdout
 
 
 @pytest.mark.parametrize("command", list(contract()["entrypoint"]["commands"]))
@@ -99,8 +104,13 @@ def test_database_started_late_serve_proceeds(frontend_export: Path, tmp_path: P
         late.stop()
         port = free_port()
         server = Server(
-            base_env(DATABASE_URL=late.url(), DB_WAIT_TIMEOUT="30", PORT=str(port),
-                     FRONTEND_DIR=str(frontend_export), DATA_DIR=str(tmp_path)),
+            base_env(
+                DATABASE_URL=late.url(),
+                DB_WAIT_TIMEOUT="30",
+                PORT=str(port),
+                FRONTEND_DIR=str(frontend_export),
+                DATA_DIR=str(tmp_path),
+            ),
             port,
         ).start()
         try:
@@ -127,8 +137,12 @@ def test_migrate_applies_once_and_is_idempotent(pg_url: str) -> None:
 @pytest.mark.postgres
 def test_concurrent_migrations_do_not_race(pg_url: str) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-m", "working.entrypoint", "migrate"],
-                         env=base_env(DATABASE_URL=pg_url), stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "working.entrypoint", "migrate"],
+            env=base_env(DATABASE_URL=pg_url),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(3)
     ]
     outputs = [p.communicate(timeout=60)[0] for p in procs]

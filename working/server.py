@@ -95,6 +95,13 @@ class _Server(uvicorn.Server):
         self.should_exit = True
         _start_deadline(self.settings.shutdown_timeout)
 
+    async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+        began = time.monotonic()
+        await super().shutdown(sockets=sockets)
+        # uvicorn cancels what is still running when the drain deadline passes: not a clean stop.
+        if time.monotonic() - began >= (self.config.timeout_graceful_shutdown or 0):
+            self.forced = True
+
     async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
         await super().startup(sockets=sockets)
         if self.started:

@@ -1,0 +1,245 @@
+"""`working serve` as a real process: one port, truthful health, graceful shutdown, clean logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from services import PG_PASSWORD, Postgres, Server, base_env, free_port
+
+from working.contract import contract
+
+
+@pytest.fixture
+def serve(frontend_export: Path, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    servers: list[Server] = []
+
+    def start(**env: str) -> Server:
+        port = free_port()
+        settings = {
+            "PORT": str(port),
+            "FRONTEND_DIR": str(frontend_export),
+            "DATA_DIR": str(tmp_path / "data"),
+            **env,
+        }
+        server = Server(base_env(**settings), port, cwd=tmp_path).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_one_port_serves_frontend_backend_and_health(serve, database_env) -> None:  # type: ignore[no-untyped-def]
+    server = serve(**database_env, GIT_COMMIT="abc1234", APP_VERSION="1.2.3")
+    ready = server.wait_healthy()
+    assert ready < 15  # the closing note reports the measured value; this only catches hangs
+    health = httpx.get(f"{server.url}/health")
+    body = health.json()
+    assert health.status_code == 200
+    assert body["status"] == "healthy"
+    assert body["service"] == "working"
+    assert body["environment"] == "prod"
+    assert body["git_commit"] == "abc1234"
+    assert body["version"] == "1.2.3"
+    assert body["database"]["status"] == "connected"
+    assert body["database"]["latency_ms"] >= 0
+    assert body["uptime_s"] >= 0
+    assert "redis" not in body
+    assert health.headers["cache-control"] == "no-store"
+
+    assert httpx.get(f"{server.url}/livez").json() == {"status": "alive"}
+    assert httpx.get(f"{server.url}/ping").json() == "pong"
+    page = httpx.get(f"{server.url}/notes")
+    assert page.status_code == 200
+    assert "<html" in page.text
+    assert page.headers["cache-control"] == "no-cache"
+    asset = next(iter(sorted((Path(server.env["FRONTEND_DIR"]) / "assets").glob("*.js"))))
+    response = httpx.get(f"{server.url}/assets/{asset.name}")
+    assert response.content == asset.read_bytes()
+    assert "immutable" in response.headers["cache-control"]
+    # Reflex's Socket.IO endpoint answers on the same port, to a real client.
+    assert asyncio.run(_socketio_sid(server.url))
+
+
+async def _socketio_sid(url: str) -> str:
+    import socketio
+
+    async with socketio.AsyncSimpleClient() as client:
+        await client.connect(
+            url,
+            socketio_path="/_event",
+            transports=["websocket"],
+            headers={"Origin": url},
+            wait_timeout=10,
+        )
+        return client.sid
+
+
+def _log_lines_are_one_event_each(server: Server) -> None:
+    for line in server.lines:
+        assert line.startswith(("[INFO] ", "[WARN] ", "[ERROR] ", "[DEBUG] ")), line
+
+
+@pytest.mark.postgres
+def test_health_follows_the_database_down_and_back(serve, pg_url: str, postgres: Postgres) -> None:  # type: ignore[no-untyped-def]
+    server = serve(DATABASE_URL=pg_url)
+    server.wait_healthy()
+    postgres.stop()
+    try:
+        stopped = time.monotonic()
+        while True:
+            response = httpx.get(f"{server.url}/health", timeout=5)
+            if response.status_code == 503:
+                break
+            assert time.monotonic() - stopped < 3, (
+                "still 200 three seconds after PostgreSQL stopped"
+            )
+            time.sleep(0.1)
+        body = response.json()
+        assert body["status"] == "degraded"
+        assert body["database"] == {"backend": "postgresql", "status": "disconnected"}
+        text = response.text
+        assert "127.0.0.1" not in text
+        assert PG_PASSWORD not in text
+        assert "Connection refused" not in text
+    finally:
+        postgres.start()
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.url}/health", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "health did not recover after PostgreSQL restarted"
+        time.sleep(0.2)
+    assert server.process is not None
+    assert server.process.poll() is None
+    assert any(line.startswith("[WARN] database: unreachable") for line in server.lines)
+    assert PG_PASSWORD not in server.output
+    _log_lines_are_one_event_each(server)
+
+
+@pytest.fixture
+def export_with_large_asset(frontend_export: Path, tmp_path: Path) -> Path:
+    """The export plus one 24 MiB asset: more than the kernel buffers on both ends can hold, so
+    a slow reader keeps its response in flight on the server for seconds."""
+    export = tmp_path / "export"
+    shutil.copytree(frontend_export, export)
+    (export / "assets" / "large-0000.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+    return export
+
+
+def _slow_download(url_path: str, port: int, expected: bytes, results: list[bool]) -> None:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        f"GET {url_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+    )
+    received = bytearray()
+    sock.settimeout(30)
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            received += chunk
+            time.sleep(0.01)  # about 5 MiB/s: five seconds for the whole asset
+    sock.close()
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    results.append(head.startswith(b"HTTP/1.1 200") and body == expected)
+
+
+def _start_slow_downloads(server: Server, count: int) -> tuple[list[threading.Thread], list[bool]]:
+    asset = Path(server.env["FRONTEND_DIR"]) / "assets" / "large-0000.bin"
+    expected = asset.read_bytes()
+    results: list[bool] = []
+    threads = [
+        threading.Thread(
+            target=_slow_download, args=(f"/assets/{asset.name}", server.port, expected, results)
+        )
+        for _ in range(count)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(1)  # all of them connected and mid-response
+    return threads, results
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(
+    serve, database_env, export_with_large_asset
+) -> None:  # type: ignore[no-untyped-def]
+    server = serve(**database_env, SHUTDOWN_TIMEOUT="20", FRONTEND_DIR=str(export_with_large_asset))
+    server.wait_healthy()
+    threads, results = _start_slow_downloads(server, 20)
+    keepalive = httpx.Client(base_url=server.url)
+    assert keepalive.get("/health").status_code == 200
+
+    signalled = time.monotonic()
+    server.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    # New connections are refused at once; a kept-alive one sees the draining health.
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/health", timeout=2)
+    code = server.wait(timeout=25)
+    took = time.monotonic() - signalled
+    for t in threads:
+        t.join(timeout=30)
+
+    assert code == 0, server.output
+    assert 2 < took < 20  # it waited for the downloads, and no longer than the deadline
+    assert results == [True] * 20, "a request in flight at SIGTERM did not complete"
+    assert any(line.startswith("[INFO] SIGTERM: draining") for line in server.lines)
+    assert server.lines[-1].startswith("[INFO] stopped after")
+    _log_lines_are_one_event_each(server)
+
+
+def test_shutdown_deadline_cuts_what_is_left(serve, database_env, export_with_large_asset) -> None:  # type: ignore[no-untyped-def]
+    server = serve(**database_env, SHUTDOWN_TIMEOUT="2", FRONTEND_DIR=str(export_with_large_asset))
+    server.wait_healthy()
+    threads, results = _start_slow_downloads(server, 5)
+    signalled = time.monotonic()
+    server.signal(signal.SIGTERM)
+    code = server.wait(timeout=10)
+    for t in threads:
+        t.join(timeout=30)
+    assert time.monotonic() - signalled < 4
+    assert code != 0
+    assert not all(results)
+
+
+def test_second_signal_stops_at_once(serve, database_env, export_with_large_asset) -> None:  # type: ignore[no-untyped-def]
+    server = serve(**database_env, SHUTDOWN_TIMEOUT="20", FRONTEND_DIR=str(export_with_large_asset))
+    server.wait_healthy()
+    threads, _ = _start_slow_downloads(server, 3)
+    server.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    signalled = time.monotonic()
+    server.signal(signal.SIGINT)
+    server.wait(timeout=10)
+    assert time.monotonic() - signalled < 3
+    assert any("again: stopping now" in line for line in server.lines)
+    for t in threads:
+        t.join(timeout=30)
+
+
+def test_json_logs_are_one_object_per_line_and_never_carry_the_password(serve, pg_url) -> None:  # type: ignore[no-untyped-def]
+    server = serve(DATABASE_URL=pg_url, LOG_FORMAT="json")
+    server.wait_healthy()
+    httpx.get(f"{server.url}/health")
+    server.stop()
+    events = [json.loads(line) for line in server.lines]
+    assert {"time", "level", "logger", "message"} <= set(events[0])
+    assert any(e["logger"] == "uvicorn.access" and "/health" in e["message"] for e in events)
+    assert any("app:***@127.0.0.1" in e["message"] for e in events)
+    assert PG_PASSWORD not in server.output
+
+
+pytestmark = pytest.mark.slow
+_ = contract
