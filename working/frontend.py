@@ -73,7 +73,9 @@ def _compile_and_export() -> None:
     from reflex.utils import build, prerequisites
     from reflex.utils.frontend_skeleton import initialize_web_directory
 
-    import rxconfig  # noqa: F401  (installed with the package; Reflex only looks in the cwd)
+    from . import reflex_config
+
+    reflex_config.pin()
 
     initialize_web_directory()
     prerequisites.get_compiled_app(prerender_routes=True)

@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from .contract import contract, exit_code
+from . import reflex_config
 from .health import Health
 from .settings import Settings
 from .static import FrontendFiles
@@ -38,10 +39,7 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
 
     # The frontend is prebuilt: Reflex must not compile or write anything at start.
     environment.REFLEX_SKIP_COMPILE.set(True)
-    # Reflex looks for rxconfig in the working directory only; the one installed with the
-    # package must be imported first so that it is the one Reflex finds.
-    import rxconfig  # noqa: F401
-
+    reflex_config.pin()
     from .working import app
 
     http = contract()["http"]

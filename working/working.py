@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import reflex as rx
+from reflex.event import EventSpec
 
 from . import auth, db, health, notes
 from .settings import from_environ
 
 _T = TypeVar("_T")
+log = logging.getLogger("working.app")
 
 SESSION_COOKIE = "working_session"
 
@@ -285,7 +288,14 @@ def status_page() -> rx.Component:
     )
 
 
-app = rx.App(theme=rx.theme(accent_color="indigo"))
+def log_event_error(exception: Exception) -> EventSpec:
+    """An event handler failed: one masked log line (the formatter folds the traceback), and a
+    message for the user that gives nothing away."""
+    log.error("event handler failed: %s", exception, exc_info=exception)
+    return rx.toast.error("Something went wrong; please try again.")
+
+
+app = rx.App(theme=rx.theme(accent_color="indigo"), backend_exception_handler=log_event_error)
 app.add_page(index, route="/", title="working")
 app.add_page(login_page, route="/login", title="Log in", on_load=AuthState.redirect_if_logged_in)
 app.add_page(signup_page, route="/signup", title="Sign up", on_load=AuthState.redirect_if_logged_in)

@@ -1,0 +1,134 @@
+"""End to end in headless Chromium (Debian's), driven by Playwright, against `working serve`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services import Server, base_env, free_port
+from working.notes import NOTE_MAX
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+_CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _chromium() -> str:
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:  # type: ignore[type-arg]
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=_CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def app_url(frontend_export: Path, database_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    server = Server(
+        base_env(PORT=str(port), FRONTEND_DIR=str(frontend_export), **database_env), port,
+        cwd=tmp_path,
+    ).start()
+    server.wait_healthy()
+    yield f"http://localhost:{port}"
+    server.stop()
+
+
+def _sign_up(page, app_url: str, username: str, password: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{app_url}/signup")
+    page.locator("#username").fill(username)
+    page.locator("#password").fill(password)
+    page.locator("#signup-form-submit").click()
+    page.wait_for_url(f"{app_url}/notes")
+    page.locator("#current-user").filter(has_text=username).wait_for()
+
+
+def _add_note(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    before = page.locator(".note").count()
+    page.locator("#note-body").fill(text)
+    page.locator("#note-submit").click()
+    page.locator(".note").nth(before).wait_for()
+
+
+def _note_bodies(page) -> list[str]:  # type: ignore[no-untyped-def]
+    return page.locator(".note-body").all_inner_texts()
+
+
+def test_sign_up_notes_reload_log_out_and_isolation(browser, app_url: str) -> None:  # type: ignore[no-untyped-def]
+    alice = browser.new_context()
+    page = alice.new_page()
+    _sign_up(page, app_url, "alice", "correct horse battery")
+    _add_note(page, "first note")
+    _add_note(page, "second note")
+    assert _note_bodies(page) == ["second note", "first note"]
+
+    page.reload()
+    page.locator(".note").nth(1).wait_for()
+    assert _note_bodies(page) == ["second note", "first note"]
+    assert page.locator("#current-user").inner_text() == "alice"
+
+    # Too long: refused with a message that says so, and nothing is stored.
+    page.locator("#note-body").fill("x" * (NOTE_MAX + 1))
+    page.locator("#note-submit").click()
+    error = page.locator("#note-error")
+    error.wait_for()
+    assert f"at most {NOTE_MAX} characters" in error.inner_text()
+    assert len(_note_bodies(page)) == 2
+
+    page.locator("#logout").click()
+    page.wait_for_url(f"{app_url}/login")
+    page.goto(f"{app_url}/notes")
+    page.wait_for_url(f"{app_url}/login")  # the session is gone, not just hidden
+
+    bob = browser.new_context().new_page()
+    _sign_up(bob, app_url, "bob", "another good password")
+    bob.wait_for_timeout(500)
+    assert _note_bodies(bob) == []
+    bob.context.close()
+
+    page.locator("#username").fill("alice")
+    page.locator("#password").fill("correct horse battery")
+    page.locator("#login-form-submit").click()
+    page.wait_for_url(f"{app_url}/notes")
+    page.locator(".note").nth(1).wait_for()
+    assert _note_bodies(page) == ["second note", "first note"]
+    alice.close()
+
+
+def test_wrong_password_is_refused_and_status_page_shows_health(browser, app_url: str) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page()
+    _sign_up(page, app_url, "carol", "correct horse battery")
+    page.locator("#logout").click()
+    page.wait_for_url(f"{app_url}/login")
+    page.locator("#username").fill("carol")
+    page.locator("#password").fill("wrong password")
+    page.locator("#login-form-submit").click()
+    error = page.locator("#auth-error")
+    error.wait_for()
+    assert error.inner_text() == "Wrong username or password."
+
+    page.goto(f"{app_url}/status")
+    status = page.locator("#health-status").filter(has_text="healthy (200)")
+    status.wait_for()
+    assert '"database"' in page.locator("#health-report").inner_text()
+    page.close()
