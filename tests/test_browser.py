@@ -26,7 +26,9 @@ _CHROMIUM_FLAGS = [
 
 
 def _chromium() -> str:
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    path = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
     if path is None:
         pytest.skip("no chromium on PATH (apt-get install chromium)")
     return path
@@ -37,7 +39,9 @@ def browser() -> Iterator:  # type: ignore[type-arg]
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=_chromium(), headless=True, args=_CHROMIUM_FLAGS)
+        browser = p.chromium.launch(
+            executable_path=_chromium(), headless=True, args=_CHROMIUM_FLAGS
+        )
         yield browser
         browser.close()
 
@@ -46,7 +50,8 @@ def browser() -> Iterator:  # type: ignore[type-arg]
 def app_url(frontend_export: Path, database_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     port = free_port()
     server = Server(
-        base_env(PORT=str(port), FRONTEND_DIR=str(frontend_export), **database_env), port,
+        base_env(PORT=str(port), FRONTEND_DIR=str(frontend_export), **database_env),
+        port,
         cwd=tmp_path,
     ).start()
     server.wait_healthy()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import logs
 from .contract import contract, exit_code
-from .errors import FrontendError, WorkingError
+from .errors import ConfigError, FrontendError, WorkingError
 from .settings import Settings, from_environ, load_port
 
 log = logging.getLogger("working")
@@ -35,6 +35,13 @@ def serve(args: argparse.Namespace) -> int:
         settings.environment,
         settings.masked()["DATABASE_URL"],
     )
+    if settings.web_concurrency > 1:
+        # Not silently degraded to one worker: refused until multi-worker serving is tested.
+        raise ConfigError(
+            "WEB_CONCURRENCY",
+            f"is {settings.web_concurrency}, and this version serves one worker per process",
+            "1; run more replicas instead",
+        )
     _ensure_frontend(settings)
     _prepare_database(settings, migrate=settings.run_migrations)
 
