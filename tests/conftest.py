@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from services import REPO, Postgres
 
 # In CI a test that needs a real service or browser must run: a skip there is a failure.

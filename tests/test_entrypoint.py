@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from services import PG_PASSWORD, Postgres, Server, base_env, free_port
 
+from services import PG_PASSWORD, Postgres, Server, base_env, free_port
 from working.contract import contract
 
 EXIT = contract()["exit_codes"]

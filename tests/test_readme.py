@@ -35,4 +35,5 @@ def test_the_two_commands_are_the_ones_ci_runs() -> None:
     assert "uv run working serve" in README
     assert "bash .ci/run" in README
     ci = (REPO / ".ci" / "run").read_text()
-    assert "uv run pytest" in README and "uv run pytest\n" in ci
+    assert "uv run pytest" in README
+    assert "uv run pytest\n" in ci

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from services import PG_PASSWORD, Postgres, Server, base_env, free_port
 
+from services import PG_PASSWORD, Postgres, Server, base_env, free_port
 from working.contract import contract
 
 

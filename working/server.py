@@ -21,8 +21,8 @@ import uvicorn
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
-from .contract import contract, exit_code
 from . import reflex_config
+from .contract import contract, exit_code
 from .health import Health
 from .settings import Settings
 from .static import FrontendFiles
