@@ -327,6 +327,7 @@ def _runtime_closure_from_nix(packages: dict[str, Any]) -> set[str]:
 
 
 @pytest.mark.nix
+@pytest.mark.nix_sources
 @pytest.mark.parametrize("system", sorted(LINUX_MACHINES))
 def test_uv2nix_resolves_the_lock(nix: Nix, system: str) -> None:
     """uv2nix's loadWorkspace and mkPyprojectOverlay, evaluated on this repository's uv.lock.
@@ -378,6 +379,7 @@ def test_uv2nix_resolves_the_lock(nix: Nix, system: str) -> None:
 
 
 @pytest.mark.nix
+@pytest.mark.nix_sources
 def test_insecure_permit_is_node_20_only(nix: Nix) -> None:
     """The nixpkgs config permits Node 20 (nodejs, nodejs-slim, its source) and nothing else."""
     stage = _staged_sources()

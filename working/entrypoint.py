@@ -19,6 +19,7 @@ from pathlib import Path
 from . import logs
 from .contract import contract, exit_code
 from .errors import ConfigError, FrontendError, WorkingError
+from .frontend import LOCK_DIR
 from .settings import Settings, from_environ, load_port
 
 log = logging.getLogger("working")
@@ -86,7 +87,16 @@ def healthcheck(args: argparse.Namespace) -> int:
 def build_frontend(args: argparse.Namespace) -> int:
     from . import frontend
 
-    frontend.build(Path(args.out), node_modules=args.node_modules)
+    node_modules = Path(args.node_modules) if args.node_modules else None
+    frontend.build(Path(args.out), node_modules=node_modules, lock_dir=Path(args.lock))
+    return exit_code("ok")
+
+
+def lock_frontend(args: argparse.Namespace) -> int:
+    from . import frontend
+
+    frontend.refresh_lock(Path(args.lock))
+    print(f"wrote {args.lock}/package.json and package-lock.json; commit them")
     return exit_code("ok")
 
 
@@ -127,6 +137,7 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "migrate": (migrate, "wait for the database, apply migrations and exit"),
     "check-config": (check_config, "validate the environment and print the settings, masked"),
     "build-frontend": (build_frontend, "compile the Reflex app and write its static export"),
+    "lock-frontend": (lock_frontend, "refresh the committed npm lock from the registry"),
 }
 
 
@@ -137,31 +148,34 @@ def _parser() -> argparse.ArgumentParser:
         "environment (see README).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subs = {}
     for name, (func, summary) in _COMMANDS.items():
-        sub = commands.add_parser(name, help=summary, description=summary)
-        sub.set_defaults(func=func)
-        if name == "healthcheck":
-            sub.add_argument(
-                "--timeout",
-                type=float,
-                metavar="SECONDS",
-                default=contract()["healthcheck"]["request_timeout_s"],
-                help="how long to wait for /health (default: %(default)s)",
-            )
-        if name == "build-frontend":
-            sub.add_argument(
-                "--out",
-                required=True,
-                metavar="DIR",
-                help="directory to write the static export to",
-            )
-            sub.add_argument(
-                "--node-modules",
-                metavar="DIR",
-                default=None,
-                help="a node_modules provisioned from the committed lock; "
-                "with it the build never uses the network",
-            )
+        subs[name] = commands.add_parser(name, help=summary, description=summary)
+        subs[name].set_defaults(func=func)
+
+    subs["healthcheck"].add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        default=contract()["healthcheck"]["request_timeout_s"],
+        help="how long to wait for /health (default: %(default)s)",
+    )
+    subs["build-frontend"].add_argument(
+        "--out", required=True, metavar="DIR", help="directory to write the static export to"
+    )
+    subs["build-frontend"].add_argument(
+        "--node-modules",
+        metavar="DIR",
+        help="a node_modules provisioned from the committed lock: with it the build never "
+        "uses the network (default: provision one with npm ci into ~/.cache/working)",
+    )
+    for name in ("build-frontend", "lock-frontend"):
+        subs[name].add_argument(
+            "--lock",
+            metavar="DIR",
+            default=str(LOCK_DIR),
+            help="the committed npm lock (default: %(default)s)",
+        )
     return parser
 
 

@@ -1,87 +1,272 @@
-"""Build the static frontend export: compile the Reflex app, then `react-router build`.
+"""The static frontend export, built offline from a committed npm lock.
 
-One function used by everyone: the Nix derivation, the tests and `working serve` on a fresh
-machine. It writes only to a private temporary directory and to `out`, so it runs from a
-read-only source tree (the Nix store) with just a writable HOME and TMPDIR.
+One build, used by everyone (the Nix derivation, the tests, `working serve` on a fresh machine):
+compile the Reflex app, then `react-router build`, with `node_modules` provisioned beforehand
+from `nix/frontend/package-lock.json`. Reflex's own install step (`npm install` and `npm add`
+against the registry) is replaced by a check that what the app asks for is in the lock; if it is
+not, the build stops with one line naming the command that refreshes the lock.
+
+Only a private temporary directory and `out` are written, so the build runs from a read-only
+source tree (the Nix store) with a writable HOME and TMPDIR.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import FrontendError
 
+LOCK_DIR = Path("nix") / "frontend"
+LOCK_FILES = ("package.json", "package-lock.json")
+REFRESH_COMMAND = "uv run working lock-frontend"
+
 # Reflex bakes an absolute backend URL into the bundle and, for localhost, swaps in the page's
 # host name but keeps the baked port. The whole app is served from one origin, so the backend
-# is always the page's own host and port: the same bundle works on any port and behind any
-# HTTPS proxy.
+# is always the page's own host and port: one bundle works on any port and behind any HTTPS
+# proxy (where it also switches to wss:).
 _SAME_ORIGIN_PATCH = (
-    (
-        "    endpoint.hostname = frontend_hostname;\n",
-        "    endpoint.host = window.location.host;\n",
-    ),
-    (
-        '      endpoint.port = ""; // Assume websocket is on https port via load balancer.\n',
-        "",
-    ),
+    ("    endpoint.hostname = frontend_hostname;\n", "    endpoint.host = window.location.host;\n"),
+    ('      endpoint.port = ""; // Assume websocket is on https port via load balancer.\n', ""),
 )
 
 
-def build(out: Path, node_modules: Path | None) -> None:
-    """Write the export to `out` (replaced as a whole, never left half-written)."""
+# --- the build ------------------------------------------------------------------------------
+
+
+def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> None:
+    """Write the export to `out`, replaced as a whole and never left half-written.
+
+    Without `node_modules`, they are provisioned first from the lock (`npm ci`, which may use
+    the network); with it, nothing touches the network.
+    """
     out = out.absolute()
+    lock_dir = _check_lock_dir(lock_dir)
+    if node_modules is None:
+        node_modules = provision(lock_dir, _cache_dir() / _lock_digest(lock_dir))
+    verify_node_modules(node_modules.absolute(), lock_dir)
     with tempfile.TemporaryDirectory(prefix="working-frontend-") as tmp:
         web = Path(tmp) / ".web"
-        env = _build_environment(web)
+        env = _reflex_environment(web) | {
+            "WORKING_FRONTEND_LOCK": str(lock_dir),
+            "WORKING_FRONTEND_NODE_MODULES": str(node_modules.absolute()),
+        }
         # A child process: compiling imports the whole component library, which a serving
         # process should not carry, and Reflex reads its settings from the environment.
-        result = subprocess.run([sys.executable, "-m", __name__], env=env, cwd=tmp, check=False)
-        if result.returncode != 0:
+        _run_child("build", env=env, cwd=tmp)
+        _publish(web / "build" / "client", out)
+
+
+def check_lock(lock_dir: Path = LOCK_DIR) -> None:
+    """Compile the app (no npm, no network) and check the lock holds what it asks for."""
+    lock_dir = _check_lock_dir(lock_dir)
+    with tempfile.TemporaryDirectory(prefix="working-frontend-") as tmp:
+        env = _reflex_environment(Path(tmp) / ".web") | {"WORKING_FRONTEND_LOCK": str(lock_dir)}
+        _run_child("check", env=env, cwd=tmp)
+
+
+def provision(lock_dir: Path, target: Path, npm_cache: Path | None = None) -> Path:
+    """`npm ci` from the lock into `target`; returns its node_modules (reused when complete)."""
+    node_modules = target / "node_modules"
+    if (target / ".complete").is_file():
+        return node_modules
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for name in LOCK_FILES:
+        shutil.copyfile(lock_dir / name, target / name)
+    _run(
+        _npm("ci", "--ignore-scripts", "--legacy-peer-deps", "--no-audit", "--no-fund"),
+        env=os.environ.copy(),
+        cwd=target,
+    )
+    (target / ".complete").write_text("")
+    return node_modules
+
+
+def verify_node_modules(node_modules: Path, lock_dir: Path) -> None:
+    """Every package of the lock is installed at the locked version (platform-only extras aside)."""
+    if not node_modules.is_dir():
+        raise FrontendError(f"no node_modules at {node_modules}")
+    lock = json.loads((lock_dir / "package-lock.json").read_text())
+    for path, entry in lock.get("packages", {}).items():
+        if not path.startswith("node_modules/") or entry.get("link"):
+            continue
+        manifest = node_modules.parent / path / "package.json"
+        if not manifest.is_file():
+            if entry.get("optional"):
+                continue  # e.g. a native binary for another platform
             raise FrontendError(
-                f"frontend build failed (exit {result.returncode}); see the lines above"
+                f"{path} (locked at {entry.get('version')}) is missing from "
+                f"{node_modules}; provision it from {lock_dir / 'package-lock.json'}"
             )
-        export = web / "build" / "client"
-        if not (export / "index.html").is_file():
-            raise FrontendError(f"frontend build produced no {export}/index.html")
-        staging = out.with_name(out.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(export, staging)
-        shutil.rmtree(out, ignore_errors=True)
-        staging.rename(out)
+        installed = json.loads(manifest.read_text()).get("version")
+        if installed != entry.get("version"):
+            raise FrontendError(
+                f"{path} is {installed} in {node_modules} but the lock says "
+                f"{entry.get('version')}; provision node_modules from the lock again"
+            )
 
 
-def _build_environment(web: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "REFLEX_WEB_WORKDIR": str(web),
-        "REFLEX_STATES_WORKDIR": str(web.parent / ".states"),
-        "REFLEX_ENV_MODE": "prod",
-        "REFLEX_USE_NPM": "true",
-        "REFLEX_CHECK_LATEST_VERSION": "false",
-        "REFLEX_TELEMETRY_ENABLED": "false",
-        "NO_COLOR": "1",
-    }
+def _publish(export: Path, out: Path) -> None:
+    if not (export / "index.html").is_file():
+        raise FrontendError(f"the frontend build produced no index.html in {export}")
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(export, staging)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
 
 
-def _compile_and_export() -> None:
-    """Runs in the child: Reflex's own steps, in the order `reflex export` takes them."""
-    from reflex.utils import build, prerequisites
+# --- refreshing the lock (network) ------------------------------------------------------------
+
+
+def refresh_lock(lock_dir: Path = LOCK_DIR) -> None:
+    """Let Reflex install what this app needs from the registry, and keep the resulting lock."""
+    lock_dir = lock_dir.absolute()
+    with tempfile.TemporaryDirectory(prefix="working-lock-") as tmp:
+        web = Path(tmp) / ".web"
+        env = _reflex_environment(web) | {
+            # Nix fetches every tarball by its URL and integrity: both must be in the lock.
+            "npm_config_omit_lockfile_registry_resolved": "false",
+            "npm_config_package_lock": "true",
+        }
+        _run_child("lock", env=env, cwd=tmp)
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        for name in LOCK_FILES:
+            shutil.copyfile(web / name, lock_dir / name)
+    _check_lock_dir(lock_dir)
+
+
+# --- inside the child process ---------------------------------------------------------------
+
+
+def _child_build() -> None:
+    from reflex.utils import build
+
+    web = _child_compile(node_modules=Path(os.environ["WORKING_FRONTEND_NODE_MODULES"]))
+    build.setup_frontend(Path.cwd())
+    _pin_build_metadata(web / "reflex.json")
+    _patch_same_origin(web / "utils" / "state.js")
+    build.build()
+
+
+def _child_check() -> None:
+    _child_compile(node_modules=None)
+
+
+def _child_compile(node_modules: Path | None) -> Path:
+    from reflex.utils import js_runtimes, prerequisites
+
+    lock_dir = Path(os.environ["WORKING_FRONTEND_LOCK"])
+    web = _initialize_web_directory()
+    wanted = _base_packages(web / "package.json")
+    for name in LOCK_FILES:
+        shutil.copyfile(lock_dir / name, web / name)
+    if node_modules is not None:
+        _link_node_modules(node_modules, web / "node_modules")
+
+    def install_from_lock(packages: set[str], config: object) -> None:
+        # Reflex's install step, made a verified no-op: the lock must already hold it all.
+        plugin_packages: set[str] = set()
+        for plugin in getattr(config, "plugins", ()):
+            plugin_packages.update(plugin.get_frontend_development_dependencies())
+            plugin_packages.update(plugin.get_frontend_dependencies())
+        _check_in_lock(wanted | set(packages) | plugin_packages, web / "package.json")
+
+    js_runtimes.install_frontend_packages = install_from_lock  # type: ignore[assignment]
+    prerequisites.get_compiled_app(prerender_routes=True)
+    return web
+
+
+def _child_lock() -> None:
+    from reflex.utils import prerequisites
+
+    _initialize_web_directory()
+    prerequisites.get_compiled_app(prerender_routes=True)  # runs Reflex's real npm install
+
+
+def _initialize_web_directory() -> Path:
+    from reflex.utils import prerequisites
     from reflex.utils.frontend_skeleton import initialize_web_directory
 
     from . import reflex_config
 
     reflex_config.pin()
-
     initialize_web_directory()
-    prerequisites.get_compiled_app(prerender_routes=True)
-    build.setup_frontend(Path.cwd())
-    _patch_same_origin(prerequisites.get_web_dir() / "utils" / "state.js")
-    build.build()
+    return prerequisites.get_web_dir()
+
+
+def _base_packages(package_json: Path) -> set[str]:
+    manifest = json.loads(package_json.read_text())
+    deps = {**manifest.get("dependencies", {}), **manifest.get("devDependencies", {})}
+    return {f"{name}@{spec}" for name, spec in deps.items()}
+
+
+def _check_in_lock(specs: Iterable[str], package_json: Path) -> None:
+    """Each `name@range` Reflex asks for is a direct dependency, locked at a version in range."""
+    manifest = json.loads(package_json.read_text())
+    direct = {**manifest.get("dependencies", {}), **manifest.get("devDependencies", {})}
+    locked = json.loads(package_json.with_name("package-lock.json").read_text())["packages"]
+    missing = []
+    for spec in sorted(specs):
+        name, wanted = _split_spec(spec)
+        version = locked.get(f"node_modules/{name}", {}).get("version")
+        if name not in direct or version is None or not _satisfies(version, wanted, direct[name]):
+            missing.append(spec)
+    if missing:
+        raise FrontendError(
+            f"the app needs frontend packages the committed lock lacks ({', '.join(missing)}); "
+            f"run `{REFRESH_COMMAND}` (needs the npm registry) and commit {LOCK_DIR}/"
+        )
+
+
+def _split_spec(spec: str) -> tuple[str, str]:
+    scope = "@" if spec.startswith("@") else ""
+    name, _, wanted = spec.removeprefix("@").partition("@")
+    return scope + name, wanted
+
+
+def _satisfies(version: str, wanted: str, declared: str) -> bool:
+    """Enough of npm's ranges for what Reflex writes: none, exact, ^caret; else as declared."""
+    if not wanted:
+        return True
+    if wanted[0].isdigit():
+        return version == wanted
+    if wanted.startswith("^") and wanted[1:2].isdigit():
+        have, want = _numbers(version), _numbers(wanted[1:])
+        fixed = next((i for i, n in enumerate(want) if n != 0), 2) + 1  # ^0.1.2 fixes 0.1
+        return have[:fixed] == want[:fixed] and have >= want
+    return wanted == declared
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    core = version.split("-", 1)[0].split("+", 1)[0]
+    return tuple(int(part) for part in core.split(".")[:3])
+
+
+def _link_node_modules(source: Path, target: Path) -> None:
+    # A directory of links rather than one link: the provisioned tree may be read-only (the Nix
+    # store), and Vite writes its cache into node_modules/.vite.
+    target.mkdir()
+    for entry in source.iterdir():
+        if entry.name != ".vite":
+            (target / entry.name).symlink_to(entry)
+
+
+def _pin_build_metadata(reflex_json: Path) -> None:
+    # The bundle embeds reflex.json, where Reflex puts a random project hash and the build's
+    # wall-clock time; only `version` is read at run time. Fixed values keep two builds of the
+    # same commit byte-identical.
+    metadata = json.loads(reflex_json.read_text())
+    metadata |= {"project_hash": 0, "last_reflex_run_datetime": "1970-01-01 00:00:00"}
+    reflex_json.write_text(json.dumps(metadata))
 
 
 def _patch_same_origin(state_js: Path) -> None:
@@ -89,16 +274,92 @@ def _patch_same_origin(state_js: Path) -> None:
     for old, new in _SAME_ORIGIN_PATCH:
         if old not in source:
             raise FrontendError(
-                f"{state_js.name} no longer contains {old.strip()!r}: Reflex changed how it "
-                "finds the backend; update _SAME_ORIGIN_PATCH in working/frontend.py"
+                f"{state_js.name} no longer contains {old.strip()!r}: Reflex changed "
+                "how it finds the backend; update _SAME_ORIGIN_PATCH in frontend.py"
             )
         source = source.replace(old, new)
     state_js.write_text(source)
 
 
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _reflex_environment(web: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REFLEX_WEB_WORKDIR": str(web),
+        "REFLEX_STATES_WORKDIR": str(web.parent / ".states"),
+        "REFLEX_ENV_MODE": "prod",
+        # npm from PATH; Reflex would otherwise download bun.
+        "REFLEX_USE_NPM": "true",
+        "REFLEX_CHECK_LATEST_VERSION": "false",
+        "REFLEX_TELEMETRY_ENABLED": "false",
+        "NO_COLOR": "1",
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+    }
+
+
+def _check_lock_dir(lock_dir: Path) -> Path:
+    lock_dir = lock_dir.absolute()
+    for name in LOCK_FILES:
+        if not (lock_dir / name).is_file():
+            raise FrontendError(
+                f"no {name} in {lock_dir}: run from the repository root, pass "
+                f"--lock, or create the lock with `{REFRESH_COMMAND}`"
+            )
+    return lock_dir
+
+
+def _lock_digest(lock_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for name in LOCK_FILES:
+        digest.update((lock_dir / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "working" / "node_modules"
+
+
+def _npm(*args: str) -> list[str]:
+    npm = shutil.which("npm")
+    if npm is None:
+        raise FrontendError("npm is not on PATH; install Node.js 20 with npm to build the frontend")
+    return [npm, *args]
+
+
+def _run_child(step: str, *, env: dict[str, str], cwd: str | Path) -> None:
+    """Run one step in a child; its one-line error, if any, becomes this process's error."""
+    report = Path(cwd) / "error.txt"
+    result = subprocess.run(
+        [sys.executable, "-m", __name__, step],
+        env=env | {"WORKING_FRONTEND_ERROR": str(report)},
+        cwd=cwd,
+        check=False,
+    )
+    if result.returncode != 0:
+        if report.is_file():
+            raise FrontendError(report.read_text().strip())
+        raise FrontendError(
+            f"the frontend {step} step failed (exit {result.returncode}); see the lines above"
+        )
+
+
+def _run(command: list[str], *, env: dict[str, str], cwd: str | Path) -> None:
+    result = subprocess.run(command, env=env, cwd=cwd, check=False)
+    if result.returncode != 0:
+        raise FrontendError(
+            f"{Path(command[0]).name} {' '.join(command[1:3])} failed "
+            f"(exit {result.returncode}); see the lines above"
+        )
+
+
 if __name__ == "__main__":
     try:
-        _compile_and_export()
+        {"build": _child_build, "check": _child_check, "lock": _child_lock}[sys.argv[1]]()
     except FrontendError as exc:
-        print(f"[ERROR] {exc}", file=sys.stderr)
+        Path(os.environ["WORKING_FRONTEND_ERROR"]).write_text(str(exc))
         sys.exit(1)
