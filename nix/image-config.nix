@@ -32,6 +32,9 @@ let
     SSL_CERT_FILE = "/etc/ssl/certs/ca-bundle.crt";
     # For processes the app starts; there is no shell and nothing else on it.
     PATH = "${venv}/bin";
+    # Reflex resolves ~ at import time. The passwd entry says the same, but a runtime that
+    # starts the image with another uid (--user) would otherwise leave ~ unresolvable.
+    HOME = contract.image.data_dir;
   };
 in
 {

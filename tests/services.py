@@ -164,6 +164,8 @@ class Server:
     port: int
     args: tuple[str, ...] = ("serve",)
     cwd: Path | None = None
+    # The whole command line, when the entrypoint runs wrapped (e.g. in a mount namespace).
+    command: list[str] | None = None
     lines: list[str] = field(default_factory=list)
     process: subprocess.Popen[str] | None = None
     started_at: float = 0.0
@@ -175,7 +177,7 @@ class Server:
     def start(self) -> Server:
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "working.entrypoint", *self.args],
+            self.command or [sys.executable, "-m", "working.entrypoint", *self.args],
             env=self.env,
             cwd=self.cwd,
             stdout=subprocess.PIPE,

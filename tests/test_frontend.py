@@ -147,6 +147,6 @@ def test_a_lock_missing_a_package_fails_in_one_line(node_modules: Path, tmp_path
     assert len(errors) == 1, result.stdout
     assert errors[0].startswith("[ERROR] the app needs frontend packages the committed lock lacks")
     assert "sonner@" in errors[0]
-    assert f"run `{frontend.REFRESH_COMMAND}`" in errors[0]
+    assert f'run "{frontend.REFRESH_COMMAND}"' in errors[0]
     assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "out").exists()

@@ -223,7 +223,7 @@ def _check_in_lock(specs: Iterable[str], package_json: Path) -> None:
     if missing:
         raise FrontendError(
             f"the app needs frontend packages the committed lock lacks ({', '.join(missing)}); "
-            f"run `{REFRESH_COMMAND}` (needs the npm registry) and commit {LOCK_DIR}/"
+            f'run "{REFRESH_COMMAND}" (needs the npm registry) and commit {LOCK_DIR}/'
         )
 
 

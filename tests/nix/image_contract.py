@@ -25,6 +25,7 @@ IMAGE_ONLY_ENV = {
     "REFLEX_CHECK_LATEST_VERSION": "false",
     "SSL_CERT_FILE": "/etc/ssl/certs/ca-bundle.crt",
     "PATH": None,  # the venv's bin, checked below
+    "HOME": None,  # the data directory, checked below
 }
 # Settings from the contract that the image fixes.
 IMAGE_SET_SETTINGS = ("FRONTEND_DIR", "DATA_DIR", "GIT_COMMIT", "APP_VERSION")
@@ -84,6 +85,7 @@ def check_config(config: dict[str, Any], contract: dict[str, Any], project: dict
         if value is not None:
             assert env[name] == value, (name, env[name])
     assert env["PATH"] == f"{venv}/bin"
+    assert env["HOME"] == image["data_dir"]
 
     labels = config["Labels"]
     prefix = "org.opencontainers.image."
