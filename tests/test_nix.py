@@ -53,12 +53,20 @@ image_contract = _load_image_contract()
 
 
 class Nix:
-    """Runs Nix commands natively or through nix-chroot (which sees only its working directory)."""
+    """Runs Nix commands natively or through nix-chroot (which sees only its working directory).
 
-    def __init__(self, prefix: list[str]) -> None:
+    `root` stands in for the repository: nix-chroot bind-mounts a working directory once and
+    keeps the mount, so a path reused after deletion (a fresh clone in the same place) would be
+    stale inside the chroot. A copy at a new path per session avoids that.
+    """
+
+    def __init__(self, prefix: list[str], root: Path = REPO) -> None:
         self.prefix = prefix
+        self.root = root
 
     def run(self, *args: str, cwd: Path = REPO) -> str:
+        if cwd == REPO:
+            cwd = self.root
         result = subprocess.run(
             [*self.prefix, *args], cwd=cwd, capture_output=True, text=True, timeout=900
         )
@@ -86,7 +94,15 @@ def nix() -> Nix:
         _unavailable(f"no nix-instantiate on PATH and no {NIX_CHROOT}")
     if os.geteuid() != 0:
         _unavailable("nix-chroot needs root")
-    return Nix([str(NIX_CHROOT)])
+    copy = Path(tempfile.mkdtemp(prefix="working-nix-repo-")) / "repo"
+    shutil.copytree(
+        REPO,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".web", "data", "__pycache__", "node_modules"
+        ),
+    )
+    return Nix([str(NIX_CHROOT)], root=copy)
 
 
 def _project() -> dict[str, Any]:
