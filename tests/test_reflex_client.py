@@ -1,0 +1,109 @@
+"""bench/reflex_client.py against a real `working serve`: sign up, add a note, read it back."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services import REPO, Server, base_env, free_port
+from working import db
+from working.models import Account, Note
+from working.settings import load
+
+sys.path.insert(0, str(REPO))
+from bench.reflex_client import (
+    ReflexClient,
+    ReflexClientError,
+    client_storage_vars,
+    delta_for,
+    full_name,
+    redirected,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def server(frontend_export: Path, database_env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+    port = free_port()
+    env = {"PORT": str(port), "FRONTEND_DIR": str(frontend_export), **database_env}
+    srv = Server(base_env(**env), port, cwd=tmp_path).start()
+    srv.wait_healthy()
+    yield srv, env
+    srv.stop()
+
+
+def test_full_name_maps_short_names_to_reflex_state_names() -> None:
+    from working.working import AuthState, NotesState
+
+    assert full_name("NotesState.add") == f"{NotesState.get_full_name()}.add"
+    assert full_name("AuthState") == AuthState.get_full_name()
+    assert full_name("NotesState.add").startswith("reflex___state____state.")
+    assert client_storage_vars() == {f"{AuthState.get_full_name()}.session_token_rx_state_"}
+
+
+def test_sign_up_and_add_a_note_reach_the_database(server) -> None:  # type: ignore[no-untyped-def]
+    srv, env = server
+    username = f"u{uuid.uuid4().hex[:10]}"
+    body = f"benchmark note {uuid.uuid4()}"
+    notes_state = full_name("NotesState")
+    auth_state = full_name("AuthState")
+
+    async def scenario() -> tuple[list[dict], list[dict], list[dict]]:
+        async with ReflexClient(srv.url, client_storage=client_storage_vars()) as c:
+            hydrate = await c.hydrate("/signup")
+            form = {"username": username, "password": "correct horse"}
+            signed = await c.event(full_name("AuthState.sign_up"), {"form": form}, until=redirected)
+            await c.hydrate("/notes")
+            added = await c.event(full_name("NotesState.add"), {"form": {"body": body}})
+            return hydrate, signed, added
+
+    hydrate, signed, added = asyncio.run(scenario())
+
+    assert delta_for(hydrate, "reflex___state____state")["is_hydrated"] is True
+    assert delta_for(signed, auth_state)["username"] == username
+    assert delta_for(signed, auth_state)["session_token"]
+    notes = delta_for(added, notes_state)["notes"]
+    assert [n["body"] for n in notes] == [body]
+
+    engine = db.create(load(env))
+    try:
+        with Session(engine) as s:
+            account = s.scalars(select(Account).where(Account.username == username)).one()
+            stored = s.scalars(select(Note).where(Note.account_id == account.id)).all()
+            assert [n.body for n in stored] == [body]
+            assert notes[0]["id"] == str(stored[0].id)
+    finally:
+        engine.dispose()
+
+
+def test_an_event_without_an_answer_times_out(server) -> None:  # type: ignore[no-untyped-def]
+    srv, _ = server
+
+    async def scenario() -> None:
+        async with ReflexClient(srv.url) as c:
+            await c.hydrate("/")
+            # Waiting for an update that never comes.
+            await c.event(
+                full_name("NotesState.set_draft"), {"value": "x"}, until=lambda _: False, timeout=1
+            )
+
+    with pytest.raises(ReflexClientError, match="timed out"):
+        asyncio.run(scenario())
+
+
+def test_a_foreign_origin_is_refused(server) -> None:  # type: ignore[no-untyped-def]
+    srv, _ = server
+
+    async def scenario() -> None:
+        async with ReflexClient(srv.url, origin="http://evil.example", connect_timeout=3):
+            pass
+
+    with pytest.raises(ReflexClientError, match="cannot connect"):
+        asyncio.run(scenario())
