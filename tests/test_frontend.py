@@ -6,6 +6,7 @@ every build after that runs in a network namespace with nothing but a loopback i
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import shutil
@@ -99,6 +100,12 @@ def test_builds_with_no_network(offline_builds: list[Path]) -> None:
         p.name for p in export.iterdir()
     }
     assert any((export / "assets").glob("*.js"))
+    # Every sizeable text file has its precompressed siblings, decoding to the same bytes.
+    css = next((export / "assets").glob("*.css"))
+    assert gzip.decompress((export / "assets" / f"{css.name}.gz").read_bytes()) == css.read_bytes()
+    assert (export / "assets" / f"{css.name}.br").stat().st_size < css.stat().st_size / 4
+    for page in export.glob("*.html"):
+        assert page.with_name(page.name + ".gz").is_file(), page.name
 
 
 def test_two_clean_builds_are_byte_identical(offline_builds: list[Path]) -> None:

@@ -243,3 +243,50 @@ def test_json_logs_are_one_object_per_line_and_never_carry_the_password(serve, p
 
 pytestmark = pytest.mark.slow
 _ = contract
+
+
+def test_static_files_are_served_precompressed_and_revalidated(serve) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    server = serve()
+    server.wait_healthy()
+    export = Path(server.env["FRONTEND_DIR"])
+    css = next((export / "assets").glob("*.css"))
+    original = css.read_bytes()
+    url = f"{server.url}/assets/{css.name}"
+    raw = httpx.Client(headers={"Accept-Encoding": "identity"})
+
+    def body(encoding: str) -> tuple[httpx.Response, bytes]:
+        # The bytes on the wire, not httpx's decoding of them.
+        with raw.stream("GET", url, headers={"Accept-Encoding": encoding}) as response:
+            return response, b"".join(response.iter_raw())
+
+    plain = raw.get(url)
+    assert plain.content == original
+    assert "content-encoding" not in plain.headers
+    assert plain.headers["vary"].startswith("Accept-Encoding")
+
+    zipped, gz_bytes = body("gzip")
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert gz_bytes == (export / "assets" / f"{css.name}.gz").read_bytes()
+    assert gzip.decompress(gz_bytes) == original
+    assert len(gz_bytes) < len(original) / 4
+
+    br, br_bytes = body("gzip, deflate, br")
+    assert br.headers["content-encoding"] == "br"
+    assert br_bytes == (export / "assets" / f"{css.name}.br").read_bytes()
+    assert len(br_bytes) < len(gz_bytes)
+    _, refused = body("br;q=0, gzip")
+    assert refused == gz_bytes
+
+    again = raw.get(url, headers={"If-None-Match": plain.headers["etag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+    head = raw.head(url)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == str(len(original))
+    assert raw.post(url).status_code == 405
+    missing = raw.get(f"{server.url}/no/such/page")
+    assert missing.status_code == 404
+    assert missing.content == (export / "404.html").read_bytes()

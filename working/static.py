@@ -1,34 +1,163 @@
-"""The prebuilt frontend export, served by the same process as the backend."""
+"""The prebuilt frontend export, served from memory by the same process as the backend.
+
+The export is immutable (a read-only store path in the image) and small, so it is read once at
+start: each request is a dictionary lookup and a write, with no filesystem access, no thread
+hop and no path to traverse out of. The build writes `.br` and `.gz` siblings of every
+compressible file; a client that accepts them gets them as they are, never compressed per
+request.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import mimetypes
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from starlette.responses import Response
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 # Vite names every asset by its content hash, so a cached copy can never be stale.
-_IMMUTABLE = "public, max-age=31536000, immutable"
+_IMMUTABLE = b"public, max-age=31536000, immutable"
 # Pages name those assets: revalidate them, so a deploy is visible on the next load.
-_REVALIDATE = "no-cache"
+_REVALIDATE = b"no-cache"
+# The order in which encodings are preferred when the client accepts several.
+_ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
+_CHUNK = 64 * 1024
 
 
-class FrontendFiles(StaticFiles):
+@dataclass(frozen=True)
+class _Variant:
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+    etag: bytes
+
+
+@dataclass
+class _File:
+    variants: dict[str, _Variant] = field(default_factory=dict)  # "" is the identity encoding
+
+
+class FrontendFiles:
+    """An ASGI app serving the export: pages by route (/notes -> notes.html), 404.html last."""
+
     def __init__(self, directory: Path) -> None:
-        super().__init__(directory=directory, html=True, check_dir=True)
+        if not is_export(directory):
+            raise FileNotFoundError(f"{directory} is not a frontend export")
+        self._files: dict[str, _File] = {}
+        for path in sorted(directory.rglob("*")):
+            if path.is_file() and path.suffix not in (".br", ".gz"):
+                self._add(directory, path)
+        self._not_found = self._files.get("/404.html")
 
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        # Reflex writes each page as both notes.html and notes/index.html: answering /notes
-        # with the former saves the browser a redirect to /notes/.
-        if path and "." not in path.rsplit("/", 1)[-1]:
-            page = f"{path.rstrip('/')}.html"
-            if self.lookup_path(page)[1] is not None:
-                path = page
-        response = await super().get_response(path, scope)
-        immutable = path.startswith("assets/") and response.status_code == 200
-        response.headers.setdefault("Cache-Control", _IMMUTABLE if immutable else _REVALIDATE)
-        return response
+    def _add(self, root: Path, path: Path) -> None:
+        relative = path.relative_to(root).as_posix()
+        cache = _IMMUTABLE if relative.startswith("assets/") else _REVALIDATE
+        content_type = _content_type(path)
+        entry = _File()
+        compressed = any(path.with_name(path.name + s).is_file() for _, s in _ENCODINGS)
+        for encoding, suffix in (("", ""), *_ENCODINGS):
+            source = path.with_name(path.name + suffix)
+            if not source.is_file():
+                continue
+            body = source.read_bytes()
+            etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
+            headers = [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", cache),
+                (b"etag", etag),
+            ]
+            if encoding:
+                headers.append((b"content-encoding", encoding.encode()))
+            if compressed:
+                headers.append((b"vary", b"Accept-Encoding"))
+            entry.variants[encoding] = _Variant(body, headers, etag)
+        for route in _routes(relative):
+            self._files.setdefault(route, entry)
+
+    def match(self, path: str) -> bool:
+        return path in self._files
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            await _respond(send, 405, [(b"allow", b"GET, HEAD")], b"")
+            return
+        entry = self._files.get(scope["path"])
+        status = 200
+        if entry is None:
+            if self._not_found is None:
+                await _respond(send, 404, [(b"content-type", b"text/plain")], b"Not Found")
+                return
+            entry, status = self._not_found, 404
+        request = dict(scope["headers"])
+        variant = _negotiate(entry, request.get(b"accept-encoding", b""))
+        if status == 200 and variant.etag in request.get(b"if-none-match", b""):
+            await _respond(
+                send, 304, [h for h in variant.headers if h[0] != b"content-length"], b""
+            )
+            return
+        await send({"type": "http.response.start", "status": status, "headers": variant.headers})
+        if method == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body = memoryview(variant.body)
+        # In chunks: a slow reader then holds back this response, not megabytes of buffer.
+        for offset in range(0, len(body), _CHUNK):
+            chunk = body[offset : offset + _CHUNK]
+            more = offset + _CHUNK < len(body)
+            await send({"type": "http.response.body", "body": bytes(chunk), "more_body": more})
+        if not body:
+            await send({"type": "http.response.body", "body": b""})
+
+
+def _negotiate(entry: _File, accept_encoding: bytes) -> _Variant:
+    if len(entry.variants) > 1 and accept_encoding:
+        accepted = {
+            token.split(b";", 1)[0].strip()
+            for token in accept_encoding.lower().split(b",")
+            if not token.strip().endswith((b"q=0", b"q=0.0"))
+        }
+        for encoding, _ in _ENCODINGS:
+            if encoding.encode() in accepted and encoding in entry.variants:
+                return entry.variants[encoding]
+    return entry.variants[""]
+
+
+async def _respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _routes(relative: str) -> list[str]:
+    """The URL paths a file answers: itself, and for pages its route with and without a slash."""
+    routes = [f"/{relative}"]
+    if relative == "index.html":
+        routes.append("/")
+    elif relative.endswith("/index.html"):
+        routes.append(f"/{relative.removesuffix('index.html')}")
+    elif (
+        relative.endswith(".html")
+        and "/" not in relative
+        and not relative.startswith(("404", "__"))
+    ):
+        routes.append(f"/{relative.removesuffix('.html')}")
+    return routes
+
+
+def _content_type(path: Path) -> bytes:
+    guessed = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if guessed.startswith("text/") or guessed in (
+        "application/javascript",
+        "image/svg+xml",
+        "application/json",
+        "application/xml",
+    ):
+        guessed += "; charset=utf-8"
+    return guessed.encode()
 
 
 def is_export(directory: Path) -> bool:
