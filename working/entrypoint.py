@@ -29,25 +29,27 @@ def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     settings = _settings()
     log.info(
-        "starting %s %s (commit %s), env=%s, database=%s",
+        "starting %s %s (commit %s), env=%s, database=%s, redis=%s, workers=%d",
         contract()["service"],
         settings.app_version,
         settings.git_commit,
         settings.environment,
         settings.masked()["DATABASE_URL"],
+        settings.masked()["REDIS_URL"] or "none",
+        settings.web_concurrency,
     )
-    if settings.web_concurrency > 1:
-        # Not silently degraded to one worker: refused until multi-worker serving is tested.
-        raise ConfigError(
-            "WEB_CONCURRENCY",
-            f"is {settings.web_concurrency}, and this version serves one worker per process",
-            "1; run more replicas instead",
-        )
     _ensure_frontend(settings)
     _prepare_database(settings, migrate=settings.run_migrations)
+    if settings.redis_url:
+        from .statestore import wait_for_redis
+
+        wait_for_redis(settings.redis_url, settings.db_wait_timeout)
 
     from . import db, health, server
 
+    if settings.web_concurrency > 1:
+        # The workers open their own pools; the supervisor keeps no connection open.
+        db.dispose()
     monitor = health.install(settings)
     try:
         code = server.serve(settings, monitor)

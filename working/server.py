@@ -11,11 +11,13 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Generator
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.routing import Mount, Route
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp
 
 from . import reflex_config
 from .contract import contract, exit_code
+from .errors import WorkingError
 from .health import Health
 from .settings import Settings
 from .static import FrontendFiles
@@ -31,6 +34,9 @@ log = logging.getLogger("working.server")
 
 # Reserved out of SHUTDOWN_TIMEOUT for what follows the drain: lifespan shutdown, pool disposal.
 _AFTER_DRAIN_S = 2.0
+
+# With Redis: the session failover of this process's app (see failover.py).
+_failover: Any = None
 
 
 def build_asgi(settings: Settings, health: Health) -> ASGIApp:
@@ -53,6 +59,11 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
 
     app.api_transformer = attach
     asgi = app()
+    if settings.redis_url:
+        from . import failover
+
+        global _failover
+        _failover = failover.install(app)
     if not settings.allowed_origins:
         # Same origin only: Socket.IO checks the Origin against Host (and X-Forwarded-*).
         app.sio.eio.cors_allowed_origins = None
@@ -60,17 +71,26 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
 
 
 class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, health: Health, settings: Settings) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        health: Health,
+        settings: Settings,
+        ready: Any = None,
+    ) -> None:
         super().__init__(config)
         self.health = health
         self.settings = settings
         self.forced = False
+        # A worker under the supervisor: it reports readiness, and only SIGTERM (from the
+        # supervisor) stops it; a terminal's Ctrl-C reaches the supervisor, which forwards it.
+        self.ready = ready
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         # Unlike uvicorn's, this does not re-raise the signal afterwards: a drained stop is a
         # normal stop and the process exits 0 (it runs as PID 1, with no shell to translate).
-        handled = (signal.SIGINT, signal.SIGTERM)
+        handled = (signal.SIGTERM,) if self.ready is not None else (signal.SIGINT, signal.SIGTERM)
         original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
         try:
             yield
@@ -95,6 +115,9 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
         began = time.monotonic()
+        # Before the WebSockets close: the replicas their browsers reconnect to may take their
+        # sessions over (with Redis; a no-op otherwise).
+        await _retire_sessions()
         await super().shutdown(sockets=sockets)
         # uvicorn cancels what is still running when the drain deadline passes: not a clean stop.
         if time.monotonic() - began >= (self.config.timeout_graceful_shutdown or 0):
@@ -102,8 +125,18 @@ class _Server(uvicorn.Server):
 
     async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
         await super().startup(sockets=sockets)
-        if self.started:
+        if not self.started:
+            return
+        if self.ready is None:
             log.info("ready on http://%s:%d", self.config.host, self.config.port)
+        else:
+            log.info("worker %d ready", os.getpid())
+            self.ready.set()
+
+
+async def _retire_sessions() -> None:
+    if _failover is not None:
+        await _failover.retire()
 
 
 def _start_deadline(seconds: float) -> None:
@@ -116,10 +149,8 @@ def _start_deadline(seconds: float) -> None:
     threading.Thread(target=expire, name="shutdown-deadline", daemon=True).start()
 
 
-def serve(settings: Settings, health: Health) -> int:
-    """Serve until a signal; returns the process exit code."""
-    app = build_asgi(settings, health)
-    config = uvicorn.Config(
+def _config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -132,9 +163,193 @@ def serve(settings: Settings, health: Health) -> int:
         server_header=False,
         timeout_graceful_shutdown=max(1.0, settings.shutdown_timeout - _AFTER_DRAIN_S),
     )
-    server = _Server(config, health, settings)
+
+
+def serve(settings: Settings, health: Health) -> int:
+    """Serve until a signal; returns the process exit code."""
+    if settings.web_concurrency > 1:
+        return _supervise(settings)
+    app = build_asgi(settings, health)
+    server = _Server(_config(app, settings), health, settings)
     server.run()
     if not server.started:
         return exit_code("error")
     sys.stdout.flush()
     return exit_code("error") if server.forced else exit_code("ok")
+
+
+# -- WEB_CONCURRENCY > 1: one supervisor, N worker processes on one listening socket ----------
+#
+# The supervisor (the entrypoint's process, PID 1 in the image) has already waited for the
+# database and Redis and applied the migrations; it binds the port once and starts the workers
+# (spawned, not forked: no inherited event loop, engine or threads). Each worker builds the app
+# with `run_worker`, configures its own logging and serves the shared socket with the same
+# drain-on-SIGTERM server as a single process. SIGTERM or SIGINT to the supervisor: it stops
+# listening, forwards SIGTERM, and waits for every worker within SHUTDOWN_TIMEOUT; a second
+# signal is forwarded too (the workers stop at once), the deadline kills what is left (exit 1).
+# A worker that dies after it was ready is replaced; one that dies before stops everything.
+
+_BACKLOG = 2048
+
+
+def run_worker(sock: socket.socket, ready: Any) -> None:
+    """A worker process's whole life (the spawn target): build the app, serve `sock`."""
+    # Until the server takes the signals over: a SIGTERM now is a clean stop, not a crash.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(exit_code("ok")))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from . import db, health, logs
+    from .settings import from_environ
+
+    settings = from_environ()
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        db.configure(settings)
+        monitor = health.install(settings)
+        app = build_asgi(settings, monitor)
+    except Exception as exc:
+        log.error("worker %d could not start: %s", os.getpid(), describe_error(exc))
+        sys.exit(exit_code("error"))
+    server = _Server(_config(app, settings), monitor, settings, ready=ready)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        db.dispose()
+    sys.stdout.flush()
+    if not server.started:
+        sys.exit(exit_code("error"))
+    sys.exit(exit_code("error") if server.forced else exit_code("ok"))
+
+
+def describe_error(exc: BaseException) -> str:
+    from .masking import mask_text
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return mask_text(f"{type(exc).__name__}: {first}")
+
+
+def _bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise WorkingError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}; "
+            "set PORT (or HOST) to a free address"
+        ) from None
+    sock.listen(_BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Worker:
+    def __init__(self, ctx: Any, sock: socket.socket, number: int) -> None:
+        self.ready = ctx.Event()
+        self.process = ctx.Process(
+            target=run_worker, args=(sock, self.ready), name=f"working-worker-{number}"
+        )
+        self.process.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.exitcode is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive and self.process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
+
+
+def _supervise(settings: Settings) -> int:
+    import multiprocessing
+
+    # Sockets travel to spawned workers as file descriptors (what uvicorn's supervisor does).
+    multiprocessing.allow_connection_pickling()
+    ctx = multiprocessing.get_context("spawn")
+    received: list[int] = []
+    wake = threading.Event()
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        received.append(sig)
+        wake.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    sock = _bind(settings)
+    count = settings.web_concurrency
+    workers = [_Worker(ctx, sock, n + 1) for n in range(count)]
+    announced = failed = False
+    while not received:
+        wake.wait(0.25)
+        if received:
+            break
+        for index, worker in enumerate(workers):
+            if worker.alive:
+                continue
+            if not worker.ready.is_set():
+                log.error(
+                    "worker %s exited with %s before it was ready; stopping",
+                    worker.process.pid,
+                    worker.process.exitcode,
+                )
+                failed = True
+                break
+            log.warning(
+                "worker %s exited unexpectedly (exit %s); starting another",
+                worker.process.pid,
+                worker.process.exitcode,
+            )
+            workers[index] = _Worker(ctx, sock, index + 1)
+        if failed:
+            break
+        if not announced and all(w.ready.is_set() for w in workers):
+            announced = True
+            log.info("ready on http://%s:%d with %d workers", settings.host, settings.port, count)
+    return _stop_workers(settings, workers, sock, received, failed)
+
+
+def _stop_workers(
+    settings: Settings,
+    workers: list[_Worker],
+    sock: socket.socket,
+    received: list[int],
+    failed: bool,
+) -> int:
+    name = signal.Signals(received[0]).name if received else "worker failure"
+    log.info(
+        "%s: draining %d workers (up to %gs); /health reports draining",
+        name,
+        sum(w.alive for w in workers),
+        settings.shutdown_timeout,
+    )
+    # The workers hold their own copies of the socket and close them as they drain; the
+    # supervisor's copy must go too, or connections would queue where nobody accepts them.
+    sock.close()
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    forced = False
+    seen = len(received)
+    deadline = time.monotonic() + settings.shutdown_timeout
+    while any(w.alive for w in workers):
+        if len(received) > seen and not forced:
+            log.warning("%s again: stopping the workers now", signal.Signals(received[-1]).name)
+            forced = True
+            for worker in workers:
+                worker.signal(signal.SIGTERM)
+        if time.monotonic() >= deadline:
+            log.error(
+                "workers still running after SHUTDOWN_TIMEOUT=%gs: killing them",
+                settings.shutdown_timeout,
+            )
+            for worker in workers:
+                worker.signal(signal.SIGKILL)
+            forced = True
+            break
+        time.sleep(0.05)
+    for worker in workers:
+        worker.process.join(5)
+    clean = all(w.process.exitcode == 0 for w in workers)
+    sys.stdout.flush()
+    return exit_code("ok") if clean and not (forced or failed) else exit_code("error")
