@@ -4,8 +4,12 @@ Shipped in the wheel as a top-level module, so the installed app finds it from a
 """
 
 import reflex as rx
+from reflex_base.environment import environment
 
 from working.settings import from_environ
+
+# The Reflex version is pinned in uv.lock; nothing at build or run time asks PyPI for a newer one.
+environment.REFLEX_CHECK_LATEST_VERSION.set(False)
 
 settings = from_environ()
 

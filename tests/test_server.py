@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -290,3 +291,59 @@ def test_static_files_are_served_precompressed_and_revalidated(serve) -> None:  
     missing = raw.get(f"{server.url}/no/such/page")
     assert missing.status_code == 404
     assert missing.content == (export / "404.html").read_bytes()
+
+
+@pytest.mark.postgres
+def test_a_hung_database_cannot_hang_the_health_check(
+    serve, pg_url: str, postgres: Postgres
+) -> None:  # type: ignore[no-untyped-def]
+    server = serve(DATABASE_URL=pg_url)
+    server.wait_healthy()
+    postgres.pause()
+    try:
+        for _ in range(3):  # later checks share the one probe still stuck, none piles up
+            started = time.monotonic()
+            response = httpx.get(f"{server.url}/health", timeout=10)
+            assert response.status_code == 503
+            assert response.json()["database"]["status"] == "disconnected"
+            assert time.monotonic() - started < 3
+        assert httpx.get(f"{server.url}/livez", timeout=2).status_code == 200
+    finally:
+        postgres.resume()
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.url}/health", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "health did not recover after PostgreSQL resumed"
+        time.sleep(0.2)
+    assert any("database: unreachable (timed out)" in line for line in server.lines)
+
+
+def test_runs_as_pid_1_and_stops_cleanly_on_sigterm(frontend_export: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = base_env(PORT=str(port), FRONTEND_DIR=str(frontend_export), DATA_DIR=str(tmp_path))
+    server = Server(env, port)
+    # A new PID namespace: the entrypoint itself is PID 1 there, with no shell or init around it.
+    server.command = [
+        "unshare",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--",
+        sys.executable,
+        "-m",
+        "working.entrypoint",
+        "serve",
+    ]
+    server.start()
+    try:
+        server.wait_healthy()
+        assert server.process is not None
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        app_pid = int(children.read_text().split()[0])
+        status = Path(f"/proc/{app_pid}/status").read_text().splitlines()
+        nspid = next(line for line in status if line.startswith("NSpid:"))
+        assert nspid.split()[-1] == "1", nspid
+        os.kill(app_pid, signal.SIGTERM)
+        assert server.wait(timeout=25) == 0, server.output
+        assert server.lines[-1].startswith("[INFO] stopped after")
+    finally:
+        server.stop()
