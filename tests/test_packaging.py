@@ -16,7 +16,8 @@ import pytest
 
 from services import REPO, Server, base_env, free_port
 
-pytestmark = pytest.mark.slow
+# uv may fetch wheels from the package index (its cache is warm after `uv sync`).
+pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 
 @pytest.fixture(scope="module")
