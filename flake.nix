@@ -123,7 +123,7 @@
         _: app:
         app.pkgs.callPackage ./nix/checks.nix {
           inherit contract;
-          inherit (app) testEnv image;
+          inherit (app) testEnv frontend image;
         }
       ) built;
 

@@ -10,6 +10,7 @@
   ruff,
   contract,
   testEnv,
+  frontend,
   image,
 }:
 let
@@ -17,9 +18,10 @@ let
   root = ../.;
 in
 {
-  # Tests that need a browser or the network cannot run in the sandbox, and the Nix tests need
-  # a Nix inside the sandbox: all three are deselected by marker. PostgreSQL and Redis come
-  # from nixpkgs, on PATH for the fixtures.
+  # Tests that need a browser or the network cannot run in the sandbox, the Nix tests need a
+  # Nix inside it, and the privileged ones (namespaces, setpriv) need root: all are deselected
+  # by marker. PostgreSQL and Redis come from nixpkgs, on PATH for the fixtures; the servers
+  # under test serve the frontend export this flake builds.
   pytest =
     runCommand "working-pytest"
       {
@@ -31,6 +33,7 @@ in
         env = {
           REFLEX_TELEMETRY_ENABLED = "false";
           REFLEX_CHECK_LATEST_VERSION = "false";
+          WORKING_TEST_FRONTEND = "${frontend}";
         };
       }
       ''
@@ -38,7 +41,7 @@ in
         chmod -R u+w source
         cd source
         export HOME=$(mktemp -d)
-        python -m pytest -p no:cacheprovider -m "not browser and not network and not nix"
+        python -m pytest -p no:cacheprovider -m "not browser and not network and not nix and not privileged"
         touch $out
       '';
 

