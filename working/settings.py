@@ -13,7 +13,7 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .contract import contract, env_default
 from .errors import ConfigError
@@ -206,25 +206,15 @@ def _database_url(value: str | None, data_dir: Path) -> str:
     if value is None:
         return f"sqlite:///{data_dir / 'working.db'}"
     form = "postgresql://USER:PASSWORD@HOST:5432/DBNAME or sqlite:///PATH"
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise ConfigError("DATABASE_URL", "is not a valid URL", form) from None
-    register_secret(parts.password)
-    scheme = parts.scheme.lower()
-    if scheme == "sqlite":
+    parts = _parse_url("DATABASE_URL", value, form, {"sqlite", *_POSTGRES_SCHEMES})
+    if parts.scheme.lower() == "sqlite":
         if not parts.path.strip("/"):
             raise ConfigError("DATABASE_URL", "names no SQLite file", form)
         return value
-    if scheme not in _POSTGRES_SCHEMES:
-        shown = mask_url(value)
-        raise ConfigError("DATABASE_URL", f"has the unsupported scheme {scheme!r} ({shown})", form)
     if not parts.hostname and "host=" not in parts.query:
         raise ConfigError("DATABASE_URL", f"names no host ({mask_url(value)})", form)
     if not parts.path.strip("/"):
         raise ConfigError("DATABASE_URL", f"names no database ({mask_url(value)})", form)
-    del port  # parsed only to reject a malformed port above
     return "postgresql+psycopg://" + value.split("://", 1)[1]
 
 
@@ -232,20 +222,24 @@ def _redis_url(value: str | None) -> str | None:
     if value is None:
         return None
     form = "redis://[:PASSWORD@]HOST:6379/0 (or rediss://)"
-    try:
-        parts = urlsplit(value)
-        _ = parts.port
-    except ValueError:
-        raise ConfigError("REDIS_URL", "is not a valid URL", form) from None
-    register_secret(parts.password)
-    if parts.scheme.lower() not in _REDIS_SCHEMES:
-        shown = mask_url(value)
-        raise ConfigError(
-            "REDIS_URL", f"has the unsupported scheme {parts.scheme!r} ({shown})", form
-        )
+    parts = _parse_url("REDIS_URL", value, form, _REDIS_SCHEMES)
     if parts.scheme.lower() != "unix" and not parts.hostname:
         raise ConfigError("REDIS_URL", f"names no host ({mask_url(value)})", form)
     return value
+
+
+def _parse_url(var: str, value: str, form: str, schemes: set[str]) -> SplitResult:
+    """Split a URL, remember its password as a secret, and check its scheme."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises on a malformed port
+    except ValueError:
+        raise ConfigError(var, "is not a valid URL", form) from None
+    register_secret(parts.password)
+    if parts.scheme.lower() not in schemes:
+        shown = mask_url(value)
+        raise ConfigError(var, f"has the unsupported scheme {parts.scheme!r} ({shown})", form)
+    return parts
 
 
 def _origins(value: str, environment: Environment) -> tuple[str, ...]:

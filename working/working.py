@@ -45,15 +45,6 @@ class AuthState(rx.State):
         return await _db(auth.user_for_token, self.session_token)
 
     @rx.event
-    async def require_login(self):
-        user = await self._user()
-        if user is None:
-            self.username = ""
-            return rx.redirect("/login")
-        self.username = user.username
-        return None
-
-    @rx.event
     async def redirect_if_logged_in(self):
         if await self._user() is not None:
             return rx.redirect("/notes")
