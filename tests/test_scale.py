@@ -21,7 +21,17 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from cluster import AUTH, NOTES, Balancer, Cluster, Redis, ReflexClient, temp_root, wait_until
+from cluster import (
+    AUTH,
+    NOTES,
+    Balancer,
+    Cluster,
+    Redis,
+    ReflexClient,
+    run_async,
+    temp_root,
+    wait_until,
+)
 
 from services import PG_PASSWORD, Postgres, Server, base_env, free_port
 
@@ -173,7 +183,7 @@ def test_workers_share_one_port_and_drain_on_sigterm(
                 await client.close()
             return [line for line in server.lines if "WebSocket /_event" in line]
 
-        sockets = asyncio.run(two_tabs())
+        sockets = run_async(two_tabs())
         assert len(sockets) == 5
     finally:
         server.signal(signal.SIGTERM)
@@ -261,7 +271,7 @@ def test_100_clients_20_events_each_through_the_balancer(
     cluster: Cluster, balancer: Balancer
 ) -> None:
     sessions, tabs, events = 20, 5, 20
-    elapsed, users = asyncio.run(_load(balancer.url, sessions, tabs, events))
+    elapsed, users = run_async(_load(balancer.url, sessions, tabs, events))
     rows = _rows(cluster.env["DATABASE_URL"], users)
     for user in users:
         assert len(rows[user]) == tabs * events, user
@@ -281,7 +291,7 @@ def test_100_clients_20_events_each_through_the_balancer(
         single = Balancer(root, cluster.ports[:1])
         single.start()
         try:
-            elapsed1, users1 = asyncio.run(_load(single.url, sessions, tabs, events))
+            elapsed1, users1 = run_async(_load(single.url, sessions, tabs, events))
         finally:
             single.stop()
     assert all(len(v) == tabs * events for v in _rows(cluster.env["DATABASE_URL"], users1).values())
@@ -434,4 +444,4 @@ def test_health_follows_redis_down_and_back_without_restart(
         await client.close()
         return [n["body"] for n in client.var(NOTES, "notes")]
 
-    assert asyncio.run(sign_up_and_add()) == ["redis is back"]
+    assert run_async(sign_up_and_add()) == ["redis is back"]
