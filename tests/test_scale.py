@@ -177,8 +177,12 @@ def test_workers_share_one_port_and_drain_on_sigterm(
                 await tab.wait_for(lambda t=tab: t.var(AUTH, "username") == "workers", 30, "tab")
             for n, tab in enumerate(tabs):
                 await tab.send(f"{NOTES}.add", form={"body": f"tab {n}"})
-            last = tabs[-1]
-            await last.wait_for(lambda: bool(last.var(NOTES, "notes")), 30, "note added")
+            for n, tab in enumerate(tabs):
+                await tab.wait_for(
+                    lambda t=tab, n=n: f"tab {n}" in {x["body"] for x in t.var(NOTES, "notes", [])},
+                    30,
+                    f"tab {n}: its note in its state",
+                )
             for client in [first, *tabs]:
                 await client.close()
             return [line for line in server.lines if "WebSocket /_event" in line]
@@ -349,6 +353,14 @@ def test_browser_keeps_state_when_its_replica_dies(
     user = f"kill{sig.name.lower()}{os.getpid() % 10000}"
     context = browser.new_context()
     page = context.new_page()
+    # What the page receives on its WebSockets: the hydration that follows a reconnect, and
+    # whether the backend handed it a new token (a fresh, empty state) instead of its own.
+    frames: list[str] = []
+
+    def watch(ws) -> None:  # type: ignore[no-untyped-def]
+        ws.on("framereceived", lambda p: frames.append(p if isinstance(p, str) else repr(p)))
+
+    page.on("websocket", watch)
     page.goto(f"{url}/signup")
     page.locator("#username").fill(user)
     page.locator("#password").fill("a good password")
@@ -373,9 +385,18 @@ def test_browser_keeps_state_when_its_replica_dies(
         now = _accepted(cluster, token)
         return any(n > counts[i] for i, n in enumerate(now) if i != victim)
 
+    seen = len(frames)
     wait_until(reconnected, 30, "the page reconnected to another replica", step=0.02)
     reconnect_s = time.monotonic() - killed
+
+    def rehydrated() -> bool:
+        page.wait_for_timeout(20)  # lets Playwright deliver the frame events
+        return any('"is_hydrated_rx_state_":true' in f for f in frames[seen:])
+
+    wait_until(rehydrated, 30, "the page hydrated again after reconnecting", step=0)
+    hydrated_s = time.monotonic() - killed
     # The page is live again on the new replica, with the same token and the same state.
+    assert not [f for f in frames[seen:] if "new_token" in f]
     page.locator("#note-length").filter(has_text=f"{len(draft)} / ").wait_for()
     assert page.locator("#note-body").input_value() == draft
     assert page.evaluate("window.sessionStorage.getItem('token')") == token
@@ -393,8 +414,9 @@ def test_browser_keeps_state_when_its_replica_dies(
     if sig == signal.SIGTERM:
         assert "[INFO] SIGTERM: draining" in cluster.replicas[victim].output
     print(
-        f"\n[measure] {sig.name}: page reconnected through the balancer in {reconnect_s:.2f}s; "
-        f"first write answered {answered_s:.2f}s after the kill"
+        f"\n[measure] {sig.name}: page reconnected through the balancer in {reconnect_s:.2f}s, "
+        f"hydrated with its state in {hydrated_s:.2f}s, first write answered in "
+        f"{answered_s:.2f}s after the kill"
     )
     cluster.restart(victim)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import logs
 from .contract import contract, exit_code
-from .errors import ConfigError, FrontendError, WorkingError
+from .errors import FrontendError, WorkingError
 from .frontend import LOCK_DIR
 from .settings import Settings, from_environ, load_port
 
