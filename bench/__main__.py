@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -144,6 +145,7 @@ def run_events(ws: Workspace, args: argparse.Namespace, samples: dict[str, Any],
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     started = time.time()
+    load_before = os.getloadavg()
     samples: dict[str, Any] = {}
     try:
         ws = prepare(args.workdir, args.export, args.contenders, args.timeout)
@@ -175,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": params,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
+        # Anything else running on the machine shows here (1, 5, 15 minute load averages).
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
         "baselines": [c for c in args.contenders if c != WORKING],
         "samples": samples,
     }
