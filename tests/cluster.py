@@ -326,10 +326,8 @@ class ReflexClient:
             self.state.setdefault(state, {}).update(values)
         self.deltas += 1
         self._changed.set()
-        for event in update.get("events") or []:
-            # Frontend-only events (_redirect, _call_script, ...) have a leading underscore.
-            if not event.get("name", "_").startswith("_"):
-                await self.send(event["name"], **(event.get("payload") or {}))
+        # update["events"] holds frontend-only events (_redirect, ...): the backend runs the
+        # events its handlers chain by itself.
 
     async def _on_new_token(self, token: str) -> None:
         self.token = token
