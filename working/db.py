@@ -11,9 +11,10 @@ from importlib import resources
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import DependencyError, MigrationError, WorkingError
-from .masking import mask_text
+from .errors import MigrationError, WorkingError
+from .masking import describe
 from .settings import Settings, from_environ
+from .waiting import wait_until_reachable
 
 log = logging.getLogger("working.db")
 
@@ -90,30 +91,12 @@ def ping(eng: Engine) -> float:
 
 
 def wait_for_db(eng: Engine, timeout: float) -> None:
-    """Retry with backoff until the database answers or `timeout` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    delay = 0.25
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            ping(eng)
-        except Exception as exc:
-            remaining = deadline - time.monotonic()
-            reason = describe(exc)
-            if remaining <= 0:
-                raise DependencyError(
-                    f"database not reachable after {timeout:g}s ({attempt} attempts): {reason}; "
-                    "check DATABASE_URL and that the database accepts connections, "
-                    "or raise DB_WAIT_TIMEOUT"
-                ) from None
-            log.warning("database not reachable (attempt %d): %s; retrying", attempt, reason)
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 2.0)
-        else:
-            if attempt > 1:
-                log.info("database reachable after %d attempts", attempt)
-            return
+    wait_until_reachable(
+        "database",
+        lambda: ping(eng),
+        timeout,
+        "check DATABASE_URL and that the database accepts connections, or raise DB_WAIT_TIMEOUT",
+    )
 
 
 def migrate(eng: Engine) -> None:
@@ -165,10 +148,3 @@ def _current_revision(conn) -> str | None:  # type: ignore[no-untyped-def]
     revision = MigrationContext.configure(conn).get_current_revision()
     conn.commit()
     return revision
-
-
-def describe(exc: BaseException) -> str:
-    """The first line of an error, masked: enough to act on, never a traceback or a password."""
-    cause = getattr(exc, "orig", None) or exc
-    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-    return mask_text(first)

@@ -22,7 +22,7 @@ from typing import Any
 
 from reflex.utils.token_manager import RedisTokenManager, SocketRecord
 
-from .statestore import describe
+from .masking import describe
 
 log = logging.getLogger("working.redis")
 

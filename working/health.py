@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from . import db
 from .contract import contract
+from .masking import describe
 from .settings import Settings
 
 log = logging.getLogger("working.health")
@@ -52,7 +53,7 @@ class _Probe:
             if ok:
                 log.info("%s: connected", self.name)
             else:
-                reason = "timed out" if isinstance(exc, TimeoutError) else db.describe(exc)  # type: ignore[arg-type]
+                reason = "timed out" if isinstance(exc, TimeoutError) else describe(exc)  # type: ignore[arg-type]
                 log.warning("%s: unreachable (%s)", self.name, reason)
         self._last_ok = ok
 

@@ -47,3 +47,10 @@ def mask_text(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def describe(exc: BaseException) -> str:
+    """The first line of an error, masked: enough to act on, never a traceback or a password."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return mask_text(first)

@@ -27,6 +27,7 @@ from . import reflex_config
 from .contract import contract, exit_code
 from .errors import WorkingError
 from .health import Health
+from .masking import describe
 from .settings import Settings
 from .static import FrontendFiles
 
@@ -207,7 +208,9 @@ def run_worker(sock: socket.socket, ready: Any) -> None:
         monitor = health.install(settings)
         app = build_asgi(settings, monitor)
     except Exception as exc:
-        log.error("worker %d could not start: %s", os.getpid(), describe_error(exc))
+        log.error(
+            "worker %d could not start: %s", os.getpid(), f"{type(exc).__name__}: {describe(exc)}"
+        )
         sys.exit(exit_code("error"))
     server = _Server(_config(app, settings), monitor, settings, ready=ready)
     try:
@@ -218,13 +221,6 @@ def run_worker(sock: socket.socket, ready: Any) -> None:
     if not server.started:
         sys.exit(exit_code("error"))
     sys.exit(exit_code("error") if server.forced else exit_code("ok"))
-
-
-def describe_error(exc: BaseException) -> str:
-    from .masking import mask_text
-
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return mask_text(f"{type(exc).__name__}: {first}")
 
 
 def _bind(settings: Settings) -> socket.socket:

@@ -5,20 +5,11 @@
 
 from __future__ import annotations
 
-import logging
 import time
 
-from .errors import DependencyError
-from .masking import mask_text
-
-log = logging.getLogger("working.redis")
+from .waiting import wait_until_reachable
 
 _CONNECT_TIMEOUT_S = 3
-
-
-def describe(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return mask_text(first)
 
 
 def ping(url: str) -> float:
@@ -37,27 +28,9 @@ def ping(url: str) -> float:
 
 
 def wait_for_redis(url: str, timeout: float) -> None:
-    """Retry with backoff until Redis answers or `timeout` seconds have passed (exit code 3)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.25
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            ping(url)
-        except Exception as exc:
-            remaining = deadline - time.monotonic()
-            reason = describe(exc)
-            if remaining <= 0:
-                raise DependencyError(
-                    f"redis not reachable after {timeout:g}s ({attempt} attempts): {reason}; "
-                    "check REDIS_URL and that Redis accepts connections, "
-                    "or raise DB_WAIT_TIMEOUT"
-                ) from None
-            log.warning("redis not reachable (attempt %d): %s; retrying", attempt, reason)
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 2.0)
-        else:
-            if attempt > 1:
-                log.info("redis reachable after %d attempts", attempt)
-            return
+    wait_until_reachable(
+        "redis",
+        lambda: ping(url),
+        timeout,
+        "check REDIS_URL and that Redis accepts connections, or raise DB_WAIT_TIMEOUT",
+    )
