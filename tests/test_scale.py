@@ -304,31 +304,6 @@ def test_100_clients_20_events_each_through_the_balancer(
 
 # -- a replica dies under a browser --------------------------------------------------------------
 
-_CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:  # type: ignore[type-arg]
-    path = (
-        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    )
-    if path is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, headless=True, args=_CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-
 
 def _accepted(cluster: Cluster, token: str) -> list[int]:
     return [

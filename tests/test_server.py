@@ -89,6 +89,13 @@ async def _socketio_sid(url: str) -> str:
         return client.sid
 
 
+def _wait_for_recovery(server: Server, after: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{server.url}/health", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, f"health did not recover after {after}"
+        time.sleep(0.2)
+
+
 def _log_lines_are_one_event_each(server: Server) -> None:
     for line in server.lines:
         assert line.startswith(("[INFO] ", "[WARN] ", "[ERROR] ", "[DEBUG] ")), line
@@ -118,10 +125,7 @@ def test_health_follows_the_database_down_and_back(serve, pg_url: str, postgres:
         assert "Connection refused" not in text
     finally:
         postgres.start()
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{server.url}/health", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, "health did not recover after PostgreSQL restarted"
-        time.sleep(0.2)
+    _wait_for_recovery(server, "PostgreSQL restarted")
     assert server.process is not None
     assert server.process.poll() is None
     assert any(line.startswith("[WARN] database: unreachable") for line in server.lines)
@@ -310,10 +314,7 @@ def test_a_hung_database_cannot_hang_the_health_check(
         assert httpx.get(f"{server.url}/livez", timeout=2).status_code == 200
     finally:
         postgres.resume()
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{server.url}/health", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, "health did not recover after PostgreSQL resumed"
-        time.sleep(0.2)
+    _wait_for_recovery(server, "PostgreSQL resumed")
     assert any("database: unreachable (timed out)" in line for line in server.lines)
 
 
