@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -164,3 +165,24 @@ def test_failed_migration_stops_startup(pg_url: str, postgres: Postgres) -> None
     assert lines[-1].startswith("[ERROR] migration failed: ")
     assert "Traceback" not in result.stdout + result.stderr
     assert PG_PASSWORD not in result.stdout + result.stderr
+
+
+def test_a_taken_port_is_one_line_and_exit_1(frontend_export: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = base_env(
+            PORT=str(port),
+            HOST="127.0.0.1",
+            DATA_DIR=str(tmp_path),
+            FRONTEND_DIR=str(frontend_export),
+        )
+        result = run("serve", env=env)
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == EXIT["error"], result.stdout
+    assert lines[-1] == (
+        f"[ERROR] cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "set PORT (or HOST) to a free address"
+    )
+    assert "Traceback" not in result.stdout + result.stderr

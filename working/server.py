@@ -168,11 +168,13 @@ def _config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
 
 def serve(settings: Settings, health: Health) -> int:
     """Serve until a signal; returns the process exit code."""
+    # Bound first, before the slow part: a taken port is one clear line, not a late failure.
+    sock = _bind(settings)
     if settings.web_concurrency > 1:
-        return _supervise(settings)
+        return _supervise(settings, sock)
     app = build_asgi(settings, health)
     server = _Server(_config(app, settings), health, settings)
-    server.run()
+    server.run(sockets=[sock])
     if not server.started:
         return exit_code("error")
     sys.stdout.flush()
@@ -258,7 +260,7 @@ class _Worker:
                 os.kill(self.process.pid, sig)
 
 
-def _supervise(settings: Settings) -> int:
+def _supervise(settings: Settings, sock: socket.socket) -> int:
     import multiprocessing
 
     # Sockets travel to spawned workers as file descriptors (what uvicorn's supervisor does).
@@ -273,7 +275,6 @@ def _supervise(settings: Settings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    sock = _bind(settings)
     count = settings.web_concurrency
     workers = [_Worker(ctx, sock, n + 1) for n in range(count)]
     announced = failed = False
