@@ -38,12 +38,12 @@ def serve(args: argparse.Namespace) -> int:
         settings.masked()["REDIS_URL"] or "none",
         settings.web_concurrency,
     )
-    _ensure_frontend(settings)
     _prepare_database(settings, migrate=settings.run_migrations)
     if settings.redis_url:
         from .statestore import wait_for_redis
 
         wait_for_redis(settings.redis_url, settings.db_wait_timeout)
+    _ensure_frontend(settings)
 
     from . import db, health, server
 
