@@ -136,6 +136,13 @@ def markdown(data: dict[str, Any]) -> str:
         f"Python {m['python']}; commit {m['git_commit']}; "
         + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
         "",
+        (
+            f"Load average (1, 5, 15 min) before {data['loadavg_before']}, after "
+            f"{data['loadavg_after']}: anything else running on the machine shows here."
+            if "loadavg_before" in data
+            else "Load average not recorded."
+        ),
+        "",
         f"Parameters: {p['cold_runs']} cold starts each, {p['rounds']} alternating rounds, wrk "
         f"{p['wrk_seconds']:g}s x {p['wrk_connections']} connections (2 threads), event clients "
         f"{', '.join(map(str, p['clients']))} x {p['events_per_client']} events each.",
