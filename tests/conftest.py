@@ -75,9 +75,12 @@ _CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator:  # type: ignore[type-arg]
-    """Debian's Chromium driven by Playwright (its own browser download cannot work here)."""
+    """Debian's Chromium driven by Playwright (its own browser download cannot work here).
+
+    Per module: Playwright's sync API keeps an event loop running on the main thread, which
+    would stop later modules from calling asyncio.run()."""
     path = (
         os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     )

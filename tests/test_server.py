@@ -241,7 +241,7 @@ def test_json_logs_are_one_object_per_line_and_never_carry_the_password(serve, p
     server.stop()
     events = [json.loads(line) for line in server.lines]
     assert {"time", "level", "logger", "message"} <= set(events[0])
-    assert any(e["logger"] == "uvicorn.access" and "/health" in e["message"] for e in events)
+    assert any(e["logger"] == "access" and "/health" in e["message"] for e in events)
     assert any("app:***@127.0.0.1" in e["message"] for e in events)
     assert PG_PASSWORD not in server.output
 

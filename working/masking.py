@@ -41,8 +41,11 @@ def mask_url(url: str) -> str:
 
 def mask_text(text: str) -> str:
     """Mask every credential found in free text (log lines, error messages)."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = _PASSWORD_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
+    # The substring tests are cheap and skip the regular expressions on most lines.
+    if "://" in text:
+        text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    if "=" in text:
+        text = _PASSWORD_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, MASK)

@@ -7,6 +7,7 @@ as draining and lets uvicorn stop accepting, finish in-flight requests and close
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -21,9 +22,10 @@ from typing import Any
 
 import uvicorn
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import reflex_config
+from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
 from .health import Health
@@ -50,12 +52,13 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     from .working import app
 
     http = contract()["http"]
+    static = FrontendFiles(settings.frontend_dir)
 
     def attach(api):  # type: ignore[no-untyped-def]
         api.routes.insert(0, Route(http["health_path"], health.endpoint, methods=["GET", "HEAD"]))
         api.routes.insert(0, Route(http["liveness_path"], health.livez, methods=["GET", "HEAD"]))
-        # Last, so that every backend route (/_event, /ping, ...) wins over a file of that name.
-        api.routes.append(Mount("/", FrontendFiles(settings.frontend_dir), name="frontend"))
+        # Last: what no backend route claims gets the export's 404 page.
+        api.routes.append(Mount("/", static, name="frontend"))
         return api
 
     app.api_transformer = attach
@@ -68,7 +71,22 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     if not settings.allowed_origins:
         # Same origin only: Socket.IO checks the Origin against Host (and X-Forwarded-*).
         app.sio.eio.cors_allowed_origins = None
-    return asgi
+    access = AccessLog(_files_first(static, asgi), settings.log_format)
+    atexit.register(access.flush)
+    return access
+
+
+def _files_first(static: FrontendFiles, backend: ASGIApp) -> ASGIApp:
+    """Files of the export skip the backend's middleware and router: most requests are these,
+    and none of them needs CORS headers or Reflex's request context."""
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and static.match(scope["path"]):
+            await static(scope, receive, send)
+        else:
+            await backend(scope, receive, send)
+
+    return dispatch
 
 
 class _Server(uvicorn.Server):
@@ -157,7 +175,8 @@ def _config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         port=settings.port,
         lifespan="on",
         log_config=None,
-        access_log=True,
+        # Access lines come from AccessLog, batched; uvicorn's own are one logging call each.
+        access_log=False,
         # Traefik terminates TLS; its X-Forwarded-Proto tells the app the page's real scheme.
         proxy_headers=True,
         forwarded_allow_ips="*",

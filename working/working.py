@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import reflex as rx
 from reflex.event import EventSpec
+from sqlalchemy.orm import Session
 
 from . import auth, db, health, notes
 from .settings import from_environ
@@ -26,6 +27,8 @@ SESSION_COOKIE = "working_session"
 
 
 async def _db(fn: Callable[..., _T], *args: Any) -> _T:
+    """Run `fn(session, *args)` in a worker thread, in one committed transaction."""
+
     def run() -> _T:
         with db.session() as s:
             return fn(s, *args)
@@ -97,42 +100,49 @@ class NotesState(AuthState):
 
     @rx.event
     async def load(self):
-        user = await self._user()
+        return await self._act(None)
+
+    @rx.event
+    async def add(self, form: dict[str, Any]):
+        body = form.get("body", self.draft)
+        redirect = await self._act(lambda s, user: notes.add_note(s, user.id, body))
+        if not self.note_error:
+            self.draft = ""
+        return redirect
+
+    @rx.event
+    async def remove(self, note_id: str):
+        def delete(s: Session, user: auth.User) -> None:
+            if not note_id.isdigit() or not notes.delete_note(s, user.id, int(note_id)):
+                raise notes.NoteError("That note does not exist.")
+
+        return await self._act(delete)
+
+    async def _act(self, action: Callable[[Session, auth.User], object] | None):
+        """Check the session, run the action, and read the notes back: one transaction and one
+        thread hop per event, since every event costs the one event loop all browsers share."""
+
+        token = self.session_token
+
+        def run(s: Session) -> tuple[auth.User | None, list[notes.NoteView], str]:
+            user = auth.user_for_token(s, token)
+            if user is None:
+                return None, [], ""
+            error = ""
+            if action is not None:
+                try:
+                    action(s, user)
+                except notes.NoteError as exc:  # raised before anything is written
+                    error = str(exc)
+            return user, notes.list_notes(s, user.id), error
+
+        user, rows, self.note_error = await _db(run)
         if user is None:
             self.username = ""
             return rx.redirect("/login")
         self.username = user.username
-        await self._refresh(user)
-        return None
-
-    @rx.event
-    async def add(self, form: dict[str, Any]):
-        user = await self._user()
-        if user is None:
-            return rx.redirect("/login")
-        try:
-            await _db(notes.add_note, user.id, form.get("body", self.draft))
-        except notes.NoteError as exc:
-            self.note_error = str(exc)
-            return None
-        self.draft = ""
-        self.note_error = ""
-        await self._refresh(user)
-        return None
-
-    @rx.event
-    async def remove(self, note_id: str):
-        user = await self._user()
-        if user is None:
-            return rx.redirect("/login")
-        if not note_id.isdigit() or not await _db(notes.delete_note, user.id, int(note_id)):
-            self.note_error = "That note does not exist."
-        await self._refresh(user)
-        return None
-
-    async def _refresh(self, user: auth.User) -> None:
-        rows = await _db(notes.list_notes, user.id)
         self.notes = [{"id": str(n.id), "body": n.body, "created_at": n.created_at} for n in rows]
+        return None
 
 
 class StatusState(rx.State):

@@ -1,0 +1,73 @@
+"""One access line per HTTP request, in the process's log format, written in small batches.
+
+uvicorn's own access log goes through the logging module record by record and cost a third of
+the time of serving a cached page. Here a line is formatted once and handed to the log's
+stdout writer, which writes it within 50 ms, before any other log line, or when the process
+stops: a burst of requests costs one write. Lines are masked like every other log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .logs import stdout
+from .masking import mask_text
+
+_FLUSH_AFTER_S = 0.05
+
+
+class AccessLog:
+    def __init__(self, app: ASGIApp, fmt: str) -> None:
+        self.app = app
+        self.json = fmt == "json"
+        self._scheduled = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            self._record(scope, status)
+
+    def _record(self, scope: Scope, status: int) -> None:
+        client = scope.get("client")
+        address = f"{client[0]}:{client[1]}" if client else "-"
+        path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+        if scope.get("query_string"):
+            path += "?" + scope["query_string"].decode("latin-1")
+        message = mask_text(
+            f'{address} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" {status}'
+        )
+        if self.json:
+            line = json.dumps(
+                {
+                    "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "level": "info",
+                    "logger": "access",
+                    "message": message,
+                }
+            )
+        else:
+            line = f"[INFO] {message}"
+        stdout.defer(line + "\n")
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_later(_FLUSH_AFTER_S, self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        stdout.write()
