@@ -23,6 +23,11 @@ config = rx.Config(
     api_url=f"http://localhost:{settings.port}",
     db_url=settings.database_url,
     redis_url=settings.redis_url,
+    # Without Redis, state lives in memory: what must survive a restart is in the database
+    # (accounts, sessions, notes). Reflex's default, "disk", would pickle every state change
+    # into the working directory, costing CPU per event and leaving states that a deploy of
+    # changed state classes could no longer read.
+    state_manager_mode="redis" if settings.redis_url else "memory",
     cors_allowed_origins=list(settings.allowed_origins),
     plugins=[rx.plugins.RadixThemesPlugin()],
     disable_plugins=[rx.plugins.SitemapPlugin],

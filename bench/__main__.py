@@ -49,7 +49,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="alternating rounds of static/events (default 2)")
     p.add_argument("--wrk-seconds", type=float, help="seconds per wrk run (default 10)")
     p.add_argument("--wrk-connections", type=int, help="wrk connections (default 64)")
-    p.add_argument("--clients", help="event client counts (default 1,50,200)")
+    p.add_argument(
+        "--clients",
+        help="event loads: N clients sending back to back, or N@S clients each sending one "
+        "event every S seconds, like people using the page (default 1,50,200,50@1,200@1)",
+    )
     p.add_argument("--events-per-client", type=int, help="events each client sends (default 20)")
     p.add_argument("--workdir", type=Path, help="reuse this workspace (export, Reflex dir, venv)")
     p.add_argument("--export", type=Path, help="a prebuilt frontend export (skips the build)")
@@ -61,7 +65,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (1 if quick else 2)
     args.wrk_seconds = args.wrk_seconds or (1 if quick else 10)
     args.wrk_connections = args.wrk_connections or (8 if quick else 64)
-    args.clients = [int(n) for n in (args.clients or ("1,4" if quick else "1,50,200")).split(",")]
+    args.clients = [
+        workloads.Load.parse(n)
+        for n in (args.clients or ("1,4,4@0.5" if quick else "1,50,200,50@1,200@1")).split(",")
+    ]
     args.events_per_client = args.events_per_client or (3 if quick else 20)
     args.contenders = tuple(c for c in args.contenders.split(",") if c)
     args.workloads = tuple(w for w in args.workloads.split(",") if w)
@@ -118,8 +125,9 @@ def run_events(ws: Workspace, args: argparse.Namespace, samples: dict[str, Any],
             idle = proc.rss()
             mem.setdefault(name, {}).setdefault("idle_rss", []).append(idle)
             log(f"memory {name}: idle {idle / 2**20:.0f} MiB")
-            for n in args.clients:
-                run = workloads.events(proc, n, args.events_per_client, timeout=30)
+            for load in args.clients:
+                run = workloads.events(proc, load, args.events_per_client, timeout=30)
+                n = load.label
                 lat = sorted(run.latencies_ms)
                 ev.setdefault(str(n), {}).setdefault(name, []).append(
                     {
@@ -172,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in vars(args).items()
         if k not in ("out", "workdir", "export")
     }
+    params["clients"] = [load.label for load in args.clients]
     data = {
         "machine": report.machine(),
         "parameters": params,

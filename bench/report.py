@@ -185,7 +185,9 @@ def markdown(data: dict[str, Any]) -> str:
             "## Events: concurrent Socket.IO clients adding notes",
             "",
             "Each client signs up, opens /notes, then adds notes one after another (a database",
-            "write and a read of its notes per event); round trip = send to the delta.",
+            "write and a read of its notes per event); round trip = send to the delta. N clients",
+            "send back to back (saturation: p50 is about N / throughput); N@1s clients each send",
+            "one event a second, like people using the page.",
             "",
         ]
         for n, by in ev.items():

@@ -6,6 +6,7 @@ Each returns plain data (lists of samples, dicts) that report.py summarizes.
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import shutil
 import subprocess
@@ -89,10 +90,29 @@ def parse_wrk(out: str) -> dict[str, float]:
 # --- events -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Load:
+    """`clients` tabs; each sends its next event `pace` seconds after the previous one was
+    sent (0: as soon as the answer arrives, which measures saturation, not interactivity)."""
+
+    clients: int
+    pace: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> Load:
+        clients, _, pace = text.partition("@")
+        return cls(int(clients), float(pace or 0))
+
+    @property
+    def label(self) -> str:
+        return f"{self.clients}@{self.pace:g}s" if self.pace else str(self.clients)
+
+
 @dataclass
 class EventRun:
     clients: int
     events_per_client: int
+    pace: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
@@ -152,8 +172,12 @@ async def _events(proc: Proc, run: EventRun, timeout: float) -> None:
             return
         ready += 1
         await go.wait()
+        # Paced tabs start at random offsets, as people do, not in lockstep.
+        next_at = time.perf_counter() + random.uniform(0, run.pace)
         try:
             for k in range(run.events_per_client):
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                next_at += run.pace
                 began = time.perf_counter()
                 try:
                     updates = await c.event(
@@ -184,10 +208,11 @@ async def _events(proc: Proc, run: EventRun, timeout: float) -> None:
     run.seconds = time.perf_counter() - began
 
 
-def events(proc: Proc, clients: int, per_client: int, timeout: float) -> EventRun:
-    """`clients` concurrent tabs: sign up, open /notes, then each adds `per_client` notes one
-    after another (each a database write and a read of the user's notes)."""
-    run = EventRun(clients, per_client)
+def events(proc: Proc, load: Load, per_client: int, timeout: float) -> EventRun:
+    """`load.clients` concurrent tabs: sign up, open /notes, then each adds `per_client` notes
+    one after another, `load.pace` seconds apart (each a database write and a read of the
+    user's notes)."""
+    run = EventRun(load.clients, per_client, load.pace)
     with _RssSampler(proc) as sampler:
         asyncio.run(_events(proc, run, timeout))
     run.rss_peak = max(sampler.peak, run.rss_connected)
