@@ -22,7 +22,9 @@ _IMMUTABLE = b"public, max-age=31536000, immutable"
 _REVALIDATE = b"no-cache"
 # The order in which encodings are preferred when the client accepts several.
 _ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
-_CHUNK = 64 * 1024
+# Bodies go out in writes of at most this much: one write for every file of a usual export,
+# while a slow reader of a huge file holds back the response instead of megabytes of buffer.
+_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -102,14 +104,15 @@ class FrontendFiles:
         if method == "HEAD":
             await send({"type": "http.response.body", "body": b""})
             return
-        body = memoryview(variant.body)
-        # In chunks: a slow reader then holds back this response, not megabytes of buffer.
+        body = variant.body
+        if len(body) <= _CHUNK:
+            await send({"type": "http.response.body", "body": body})
+            return
+        view = memoryview(body)
         for offset in range(0, len(body), _CHUNK):
-            chunk = body[offset : offset + _CHUNK]
             more = offset + _CHUNK < len(body)
+            chunk = view[offset : offset + _CHUNK]
             await send({"type": "http.response.body", "body": bytes(chunk), "more_body": more})
-        if not body:
-            await send({"type": "http.response.body", "body": b""})
 
 
 def _negotiate(entry: _File, accept_encoding: bytes) -> _Variant:
