@@ -189,6 +189,25 @@ def test_workers_share_one_port_and_drain_on_sigterm(
 
         sockets = run_async(two_tabs())
         assert len(sockets) == 5
+
+        # A worker killed outright is replaced; the port keeps answering meanwhile.
+        assert server.process is not None
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        workers = [
+            int(pid)
+            for pid in children.read_text().split()
+            # Not multiprocessing's resource tracker, also a child: the spawned workers.
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        wait_until(lambda: "exited unexpectedly" in server.output, 30, "the death noticed")
+        wait_until(
+            lambda: len({line for line in server.lines if line.startswith("[INFO] worker ")}) == 3,
+            60,
+            "a replacement worker ready",
+        )
+        assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
     finally:
         server.signal(signal.SIGTERM)
         stopped = time.monotonic()
