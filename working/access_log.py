@@ -9,13 +9,10 @@ stops: a burst of requests costs one write. Lines are masked like every other lo
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .logs import stdout
-from .masking import mask_text
+from .logs import render, stdout
 
 _FLUSH_AFTER_S = 0.05
 
@@ -23,7 +20,7 @@ _FLUSH_AFTER_S = 0.05
 class AccessLog:
     def __init__(self, app: ASGIApp, fmt: str) -> None:
         self.app = app
-        self.json = fmt == "json"
+        self.fmt = fmt
         self._scheduled = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -49,20 +46,8 @@ class AccessLog:
         path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
-        message = mask_text(
-            f'{address} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" {status}'
-        )
-        if self.json:
-            line = json.dumps(
-                {
-                    "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    "level": "info",
-                    "logger": "access",
-                    "message": message,
-                }
-            )
-        else:
-            line = f"[INFO] {message}"
+        message = f'{address} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" {status}'
+        line = render(self.fmt, "INFO", "access", message)
         stdout.defer(line + "\n")
         if not self._scheduled:
             self._scheduled = True

@@ -1,7 +1,7 @@
 """Logging to stdout, one line per event, as `[INFO] ...` text or one JSON object per line.
 
-Every record goes through the masking formatter, whichever library emitted it (uvicorn's access
-and error logs included), so a credential cannot reach the log by any path.
+Every line goes through `render`, which masks it: records of any library (uvicorn's error log
+included) and the access lines of access_log.py, so a credential cannot reach the log by any path.
 """
 
 from __future__ import annotations
@@ -20,27 +20,46 @@ _LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "ERROR"}
 _SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic", "sqlalchemy")
 
 
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        level = _LEVEL_NAMES.get(record.levelname, record.levelname)
-        line = f"[{level}] {record.getMessage()}"
-        if record.exc_info:
-            line += " | " + self.formatException(record.exc_info)
-        # One event, one line: a traceback is folded so log collectors keep it together.
-        return mask_text(line).replace("\n", " \\n ")
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+def render(
+    fmt: str,
+    level: str,
+    logger: str,
+    message: str,
+    *,
+    created: float | None = None,
+    exception: str | None = None,
+) -> str:
+    """One log line in the process's format, masked: the shape every line of the log has."""
+    if fmt == "json":
+        when = datetime.now(UTC) if created is None else datetime.fromtimestamp(created, UTC)
         event = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": _LEVEL_NAMES.get(record.levelname, record.levelname).lower(),
-            "logger": record.name,
-            "message": mask_text(record.getMessage()),
+            "time": when.isoformat(timespec="milliseconds"),
+            "level": level.lower(),
+            "logger": logger,
+            "message": mask_text(message),
         }
-        if record.exc_info:
-            event["exception"] = mask_text(self.formatException(record.exc_info))
+        if exception:
+            event["exception"] = mask_text(exception)
         return json.dumps(event, ensure_ascii=False)
+    line = f"[{level}] {message}" + (f" | {exception}" if exception else "")
+    # One event, one line: a traceback is folded so log collectors keep it together.
+    return mask_text(line).replace("\n", " \\n ")
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, fmt: str) -> None:
+        super().__init__()
+        self._fmt_name = fmt
+
+    def format(self, record: logging.LogRecord) -> str:
+        return render(
+            self._fmt_name,
+            _LEVEL_NAMES.get(record.levelname, record.levelname),
+            record.name,
+            record.getMessage(),
+            created=record.created,
+            exception=self.formatException(record.exc_info) if record.exc_info else None,
+        )
 
 
 class _Stdout:
@@ -84,7 +103,7 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     handler = _Handler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(_Formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
