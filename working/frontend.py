@@ -81,9 +81,12 @@ def provision(lock_dir: Path, target: Path, npm_cache: Path | None = None) -> Pa
     target.mkdir(parents=True)
     for name in LOCK_FILES:
         shutil.copyfile(lock_dir / name, target / name)
+    env = os.environ.copy()
+    if npm_cache is not None:
+        env["npm_config_cache"] = str(npm_cache)
     _run(
         _npm("ci", "--ignore-scripts", "--legacy-peer-deps", "--no-audit", "--no-fund"),
-        env=os.environ.copy(),
+        env=env,
         cwd=target,
     )
     (target / ".complete").write_text("")
