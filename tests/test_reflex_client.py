@@ -48,7 +48,7 @@ def test_full_name_maps_short_names_to_reflex_state_names() -> None:
     assert client_storage_vars() == {f"{AuthState.get_full_name()}.session_token_rx_state_"}
 
 
-def test_sign_up_and_add_a_note_reach_the_database(server) -> None:  # type: ignore[no-untyped-def]
+def test_sign_up_and_add_a_note_reach_the_database(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     srv, env = server
     username = f"u{uuid.uuid4().hex[:10]}"
     body = f"benchmark note {uuid.uuid4()}"
@@ -71,6 +71,9 @@ def test_sign_up_and_add_a_note_reach_the_database(server) -> None:  # type: ign
     assert delta_for(signed, auth_state)["session_token"]
     notes = delta_for(added, notes_state)["notes"]
     assert [n["body"] for n in notes] == [body]
+    # Without Redis the tabs' state stays in memory: Reflex's default would pickle it into
+    # the working directory at every event.
+    assert not (tmp_path / ".states").exists()
 
     engine = db.create(load(env))
     try:

@@ -1,8 +1,10 @@
-"""Make Reflex find this package's rxconfig from any working directory.
+"""Reflex's configuration, and how Reflex finds it from any working directory.
 
 Reflex imports its config as the top-level module `rxconfig`, searching the current directory
 only, and re-imports it whenever an App is created. The image runs from its data directory, so
-the rxconfig installed with the package is pinned as the one answer to that import.
+the rxconfig installed with the package is pinned as the one answer to that import. That module
+only calls `build()`: an editable install copies it into site-packages once, and a copy that
+held the config itself would silently keep serving the config of the day it was installed.
 """
 
 from __future__ import annotations
@@ -13,9 +15,39 @@ import sys
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
+import reflex as rx
+from reflex_base.environment import environment
+
 from .errors import WorkingError
+from .settings import from_environ
 
 _MODULE = "rxconfig"
+
+
+def build() -> rx.Config:
+    """Reflex's config, taken from the same typed settings the entrypoint uses."""
+    # The Reflex version is pinned in uv.lock; nothing at build or run time asks PyPI for one.
+    environment.REFLEX_CHECK_LATEST_VERSION.set(False)
+    settings = from_environ()
+    return rx.Config(
+        app_name="working",
+        telemetry_enabled=False,
+        show_built_with_reflex=False,
+        # The backend is served on the same port as the static frontend: one origin, one port.
+        frontend_port=settings.port,
+        backend_port=settings.port,
+        api_url=f"http://localhost:{settings.port}",
+        db_url=settings.database_url,
+        redis_url=settings.redis_url,
+        # Without Redis, state lives in memory: what must survive a restart is in the database
+        # (accounts, sessions, notes). Reflex's default, "disk", pickles every state change
+        # into the working directory, costing CPU per event and leaving states that a deploy
+        # of changed state classes could no longer read.
+        state_manager_mode="redis" if settings.redis_url else "memory",
+        cors_allowed_origins=list(settings.allowed_origins),
+        plugins=[rx.plugins.RadixThemesPlugin()],
+        disable_plugins=[rx.plugins.SitemapPlugin],
+    )
 
 
 class _PinnedFinder(importlib.abc.MetaPathFinder):
