@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             if "events" in args.workloads:
                 run_events(ws, args, samples, rnd)
         if "payload" in args.workloads:
-            samples["payload"] = workloads.payload(ws, args.timeout)
+            samples["payload"] = workloads.payload(ws)
     except BenchError as exc:
         print(f"[ERROR] {exc}", file=sys.stderr)
         return 1

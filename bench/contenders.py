@@ -46,6 +46,13 @@ class Workspace:
     database_url: str
     reflex_dir: Path
     logs: Path
+    # The runtime venv (`uv sync --no-dev --no-editable`, what the image ships): the app
+    # servers run from it, so no test or bench dependency is imported at start.
+    venv: Path
+
+    @property
+    def python(self) -> str:
+        return str(self.venv / "bin" / "python")
 
     @property
     def reflex_client_dir(self) -> Path:
@@ -77,22 +84,50 @@ def prepare(
             log=logs / "build-frontend.log",
             timeout=timeout,
         )
+    venv = root / "runtime-venv"
+    log(f"installing the runtime venv (no dev dependencies) into {venv}")
+    runtime_venv(venv, timeout)
     log("starting PostgreSQL")
     pg = Postgres()
     pg.init()
     url = pg.url()
     _run(
-        [sys.executable, "-m", "working.entrypoint", "migrate"],
+        [str(venv / "bin" / "python"), "-m", "working.entrypoint", "migrate"],
         cwd=root,
         log=logs / "migrate.log",
         timeout=120,
         env=base_env(DATABASE_URL=url, DATA_DIR=str(root / "data")),
     )
     reflex_dir = root / "reflex"
-    ws = Workspace(root, export.absolute(), pg, url, reflex_dir, logs)
+    ws = Workspace(root, export.absolute(), pg, url, reflex_dir, logs, venv)
     if REFLEX in contenders:
         _prepare_reflex(ws, timeout)
     return ws
+
+
+def runtime_venv(venv: Path, timeout: float) -> None:
+    """The dependencies from uv.lock without the dev group, and this checkout's package
+    installed as a wheel would be (reinstalled every run: the source may have changed)."""
+    uv = shutil.which("uv") or "uv"
+    python = str(venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    for cmd in (
+        [uv, "sync", "--frozen", "--no-dev", "--no-editable", "--no-install-project"],
+        [uv, "pip", "install", "--no-deps", "--reinstall", "--python", python, "."],
+    ):
+        result = subprocess.run(
+            cmd,
+            cwd=REPO,
+            env={**env, "UV_PROJECT_ENVIRONMENT": str(venv)},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise BenchError(
+                f"{' '.join(cmd[:3])} exited {result.returncode}: {result.stderr[-500:]}"
+            )
 
 
 def _prepare_reflex(ws: Workspace, timeout: float) -> None:
@@ -129,7 +164,7 @@ def contender(name: str, ws: Workspace, port: int) -> Proc:
     if name == WORKING:
         return Proc(
             name,
-            [sys.executable, "-m", "working.entrypoint", "serve"],
+            [ws.python, "-m", "working.entrypoint", "serve"],
             _app_env(ws, port),
             port,
             ws.root,
@@ -137,7 +172,7 @@ def contender(name: str, ws: Workspace, port: int) -> Proc:
             ("/health",),
         )
     if name == REFLEX:
-        reflex = Path(sys.executable).with_name("reflex")
+        reflex = ws.venv / "bin" / "reflex"
         env = _app_env(ws, port, **_REFLEX_ENV)
         # The app has no /health under Reflex's server: /ping is Reflex's own, and / is
         # the frontend it has just rebuilt (both come up together, in one process).
@@ -152,7 +187,7 @@ def contender(name: str, ws: Workspace, port: int) -> Proc:
         )
     if name == GRANIAN:
         cmd = [
-            sys.executable,
+            ws.python,
             "-m",
             "granian",
             "--interface",

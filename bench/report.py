@@ -119,6 +119,71 @@ def _table(
     return [*lines, ""]
 
 
+def _median(runs: list[float]) -> float:
+    return statistics.median(runs) if runs else math.nan
+
+
+def _p99(runs: list[dict[str, Any]]) -> float:
+    return _median([percentile(sorted(r["latencies_ms"]), 99) for r in runs])
+
+
+def headline(data: dict[str, Any]) -> str:
+    """The table README.md quotes (tests/test_readme.py holds the README to it): the medians
+    of working and `reflex run`, for the workloads people choose a server by."""
+    s = data["samples"]
+    rows = [
+        "| | `working serve` | `reflex run --env prod` | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    if cold := s.get("cold_start_s"):
+        ours, theirs = _median(cold["working"]), _median(cold["reflex"])
+        rows.append(
+            f"| cold start to the first 200 | {ours:.2f} s | {theirs:.2f} s | "
+            f"{theirs / ours:.1f}x faster |"
+        )
+    for key, label in (
+        ("/ [br]", "`/`, browser encodings"),
+        ("largest JS [br]", "largest JS asset, Brotli"),
+    ):
+        if by := s.get("static", {}).get(key):
+            ours, theirs, caddy = (
+                _median([r["rps"] for r in by.get(c, [])]) for c in (WORKING, "reflex", "caddy")
+            )
+            rows.append(
+                f"| {label} | {ours:,.0f} req/s | {theirs:,.0f} req/s | "
+                f"{ours / theirs:.0f}x ({ours / caddy:.2f}x Caddy) |"
+            )
+    if by := s.get("events", {}).get("50@1s"):
+        ours, theirs = _p99(by["working"]), _p99(by["reflex"])
+        rows.append(
+            f"| event p99, 50 clients at 1 event/s | {ours:.1f} ms | {theirs:.1f} ms | "
+            f"{theirs / ours:.2f}x |"
+        )
+    if by := s.get("events", {}).get("200"):
+        rate = {
+            c: _median([r["events"] / r["seconds"] for r in by[c]]) for c in (WORKING, "reflex")
+        }
+        errors = {c: sum(r["errors"] for r in by[c]) for c in (WORKING, "reflex")}
+        rows.append(
+            f"| events, 200 clients back to back | {rate[WORKING]:.0f} ev/s, "
+            f"{errors[WORKING]} errors | {rate['reflex']:.0f} ev/s, {errors['reflex']} errors | "
+            f"{rate[WORKING] / rate['reflex']:.2f}x |"
+        )
+    if mem := s.get("memory"):
+        ours, theirs = _median(mem["working"]["idle_rss"]), _median(mem["reflex"]["idle_rss"])
+        rows.append(
+            f"| idle memory (RSS) | {ours / 2**20:.0f} MiB | {theirs / 2**20:.0f} MiB | "
+            f"{theirs / ours:.1f}x less |"
+        )
+    if pay := s.get("payload"):
+        ours, theirs = pay["new_total"], pay["old_total"]
+        rows.append(
+            f"| what the runtime ships | {ours / 2**20:.0f} MiB | {theirs / 2**20:.0f} MiB "
+            f"(old Dockerfile) | {theirs / ours:.0f}x less |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def markdown(data: dict[str, Any]) -> str:
     s = data["samples"]
     baselines: list[str] = data["baselines"]
@@ -147,6 +212,9 @@ def markdown(data: dict[str, Any]) -> str:
         f"{p['wrk_seconds']:g}s x {p['wrk_connections']} connections (2 threads), event clients "
         f"{', '.join(map(str, p['clients']))} x {p['events_per_client']} events each.",
         "",
+        "## Headline (quoted in README.md)",
+        "",
+        headline(data),
     ]
     if cold := s.get("cold_start_s"):
         out += [

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .contenders import REPO, Workspace, contender, log
+from .contenders import Workspace, contender
 from .procs import BenchError, Proc
 from .reflex_client import ReflexClient, client_storage_vars, full_name, redirected
 
@@ -331,28 +331,9 @@ def debian_packages(package: str) -> tuple[int, list[str]]:
     return sum(_installed_size(n) for n in names), names
 
 
-def payload(ws: Workspace, timeout: float) -> dict[str, Any]:
+def payload(ws: Workspace) -> dict[str, Any]:
     """Bytes the runtime needs, against what the old Dockerfile carried beyond its base."""
-    venv = ws.root / "payload-venv"
-    if not venv.is_dir():
-        log(f"building a venv without dev dependencies in {venv}")
-        uv = shutil.which("uv") or "uv"
-        subprocess.run(
-            [uv, "sync", "--frozen", "--no-dev", "--no-editable", "--no-install-project"],
-            cwd=REPO,
-            env={**_env_without_venv(), "UV_PROJECT_ENVIRONMENT": str(venv)},
-            check=True,
-            timeout=timeout,
-            capture_output=True,
-        )
-        subprocess.run(
-            [uv, "pip", "install", "--no-deps", "--python", str(venv / "bin" / "python"), "."],
-            cwd=REPO,
-            env=_env_without_venv(),
-            check=True,
-            timeout=timeout,
-            capture_output=True,
-        )
+    venv = ws.venv  # what the app servers ran from: the no-dev venv with the package
     node_bytes, node_pkgs = debian_packages("nodejs")
     be_bytes, be_pkgs = debian_packages("build-essential")
     web = ws.reflex_dir / ".web"
@@ -370,9 +351,3 @@ def payload(ws: Workspace, timeout: float) -> dict[str, Any]:
         "old_total": sum(old.values()),
         "packages": {"nodejs": node_pkgs, "build-essential": be_pkgs},
     }
-
-
-def _env_without_venv() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",)}

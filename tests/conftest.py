@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from slow_clients import export_with_large_asset as _with_large_asset
 
 from services import REPO, Postgres
 
@@ -107,3 +108,8 @@ def frontend_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return out
+
+
+@pytest.fixture
+def export_with_large_asset(frontend_export: Path, tmp_path: Path) -> Path:
+    return _with_large_asset(frontend_export, tmp_path / "export")

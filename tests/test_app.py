@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -114,3 +116,26 @@ def test_note_length_is_limited(tx) -> None:  # type: ignore[no-untyped-def]
         tx(notes.add_note, alice.id, "x" * (notes.NOTE_MAX + 1))
     with pytest.raises(notes.NoteError, match="cannot be empty"):
         tx(notes.add_note, alice.id, "   ")
+
+
+def test_the_head_read_from_the_scripts_is_alembics() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(db._MIGRATIONS))
+    assert db._head_revision() == ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_a_database_at_head_is_checked_without_alembic(engine: Engine) -> None:
+    db.migrate(engine)
+    # A fresh process, as at every start: at head, the check must not need Alembic.
+    script = (
+        "import sys; from sqlalchemy import create_engine; from working import db; "
+        f"db.migrate(create_engine({str(engine.url.render_as_string(hide_password=False))!r})); "
+        "print('alembic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False", out.stderr

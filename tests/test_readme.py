@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 
 from services import REPO
 from working.contract import contract
@@ -37,3 +39,13 @@ def test_the_two_commands_are_the_ones_ci_runs() -> None:
     ci = (REPO / ".ci" / "run").read_text()
     assert "uv run pytest" in README
     assert "uv run pytest\n" in ci
+
+
+def test_performance_table_is_the_committed_bench_run() -> None:
+    # bench/results.json is the one source of the numbers: the README quotes its headline.
+    sys.path.insert(0, str(REPO))
+    from bench.report import headline
+
+    data = json.loads((REPO / "bench" / "results.json").read_text())
+    assert headline(data) in README
+    assert headline(data) in (REPO / "bench" / "results.md").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -55,8 +56,11 @@ def test_sign_up_and_add_a_note_reach_the_database(server, tmp_path: Path) -> No
     notes_state = full_name("NotesState")
     auth_state = full_name("AuthState")
 
+    tokens: list[str] = []
+
     async def scenario() -> tuple[list[dict], list[dict], list[dict]]:
         async with ReflexClient(srv.url, client_storage=client_storage_vars()) as c:
+            tokens.append(c.token)
             hydrate = await c.hydrate("/signup")
             form = {"username": username, "password": "correct horse"}
             signed = await c.event(full_name("AuthState.sign_up"), {"form": form}, until=redirected)
@@ -74,6 +78,12 @@ def test_sign_up_and_add_a_note_reach_the_database(server, tmp_path: Path) -> No
     # Without Redis the tabs' state stays in memory: Reflex's default would pickle it into
     # the working directory at every event.
     assert not (tmp_path / ".states").exists()
+    # The tab's token opens its state; the log line of its WebSocket must not carry it.
+    deadline = time.monotonic() + 5
+    while "WebSocket /_event/" not in srv.output and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "WebSocket /_event/?token=***" in srv.output
+    assert tokens[0] not in srv.output
 
     engine = db.create(load(env))
     try:

@@ -32,6 +32,7 @@ from cluster import (
     temp_root,
     wait_until,
 )
+from slow_clients import assert_cut_at_the_deadline, start_slow_downloads
 
 from services import PG_PASSWORD, Postgres, Server, base_env, free_port
 
@@ -135,20 +136,20 @@ def test_replicas_started_together_migrate_once(cluster: Cluster) -> None:
     assert max(starts) - min(starts) < 1
 
 
-@pytest.mark.postgres
-def test_workers_share_one_port_and_drain_on_sigterm(
-    redis_server: Redis, pg_url: str, frontend_export: Path, tmp_path: Path
-) -> None:
+def _two_workers(
+    redis_server: Redis, pg_url: str, export: Path, tmp_path: Path, **env: str
+) -> Server:
+    """`working serve` with WEB_CONCURRENCY=2, both workers ready."""
     port = free_port()
     server = Server(
         base_env(
             PORT=str(port),
             DATABASE_URL=pg_url,
             REDIS_URL=redis_server.url,
-            FRONTEND_DIR=str(frontend_export),
+            FRONTEND_DIR=str(export),
             DATA_DIR=str(tmp_path / "data"),
             WEB_CONCURRENCY="2",
-            SHUTDOWN_TIMEOUT="8",
+            **env,
         ),
         port,
         cwd=tmp_path,
@@ -156,6 +157,18 @@ def test_workers_share_one_port_and_drain_on_sigterm(
     try:
         server.wait_healthy(120)
         wait_until(lambda: "with 2 workers" in server.output, 60, "both workers ready")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.mark.postgres
+def test_workers_share_one_port_and_drain_on_sigterm(
+    redis_server: Redis, pg_url: str, frontend_export: Path, tmp_path: Path
+) -> None:
+    server = _two_workers(redis_server, pg_url, frontend_export, tmp_path, SHUTDOWN_TIMEOUT="8")
+    try:
         ready = [line for line in server.lines if line.startswith("[INFO] worker ")]
         assert len(set(ready)) == 2, server.output
         assert sum(line == MIGRATED for line in server.lines) == 1
@@ -191,14 +204,7 @@ def test_workers_share_one_port_and_drain_on_sigterm(
         assert len(sockets) == 5
 
         # A worker killed outright is replaced; the port keeps answering meanwhile.
-        assert server.process is not None
-        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-        workers = [
-            int(pid)
-            for pid in children.read_text().split()
-            # Not multiprocessing's resource tracker, also a child: the spawned workers.
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        ]
+        workers = _worker_pids(server)
         assert len(workers) == 2, workers
         os.kill(workers[0], signal.SIGKILL)
         wait_until(lambda: "exited unexpectedly" in server.output, 30, "the death noticed")
@@ -217,6 +223,72 @@ def test_workers_share_one_port_and_drain_on_sigterm(
     assert "[INFO] SIGTERM: draining 2 workers" in server.output
     assert server.lines[-1].startswith("[INFO] stopped after"), server.output
     _one_line_events(server)
+
+
+def test_workers_past_the_deadline_are_killed(
+    redis_server: Redis, pg_url: str, export_with_large_asset: Path, tmp_path: Path
+) -> None:
+    server = _two_workers(
+        redis_server, pg_url, export_with_large_asset, tmp_path, SHUTDOWN_TIMEOUT="2"
+    )
+    workers = _worker_pids(server)
+    threads, results = start_slow_downloads(server, 6)
+    signalled = time.monotonic()
+    server.signal(signal.SIGTERM)
+    code = server.wait(15)
+    took = time.monotonic() - signalled
+    for t in threads:
+        t.join(30)
+    assert code == 1, server.output
+    assert took < 5, f"stopped {took:.1f}s after SIGTERM with SHUTDOWN_TIMEOUT=2"
+    assert not all(results), "the downloads were meant to outlast the deadline"
+    assert_cut_at_the_deadline(server)
+    assert len(workers) == 2
+    assert not any(_running(pid) for pid in workers), "a worker outlived the supervisor"
+    _one_line_events(server)
+
+
+def test_a_second_signal_stops_the_workers_at_once(
+    redis_server: Redis, pg_url: str, export_with_large_asset: Path, tmp_path: Path
+) -> None:
+    server = _two_workers(
+        redis_server, pg_url, export_with_large_asset, tmp_path, SHUTDOWN_TIMEOUT="20"
+    )
+    workers = _worker_pids(server)
+    threads, _ = start_slow_downloads(server, 4)
+    server.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    signalled = time.monotonic()
+    server.signal(signal.SIGINT)
+    code = server.wait(15)
+    took = time.monotonic() - signalled
+    for t in threads:
+        t.join(30)
+    assert code == 1, server.output
+    assert took < 3, f"stopped {took:.1f}s after the second signal"
+    assert "[WARN] SIGINT again: stopping the workers now" in server.lines, server.output
+    assert len(workers) == 2
+    assert not any(_running(pid) for pid in workers), "a worker outlived the supervisor"
+    _one_line_events(server)
+
+
+def _worker_pids(server: Server) -> list[int]:
+    assert server.process is not None
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    return [
+        int(pid)
+        for pid in children.read_text().split()
+        # Not multiprocessing's resource tracker, also a child: the spawned workers.
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 # -- traffic through the balancer --------------------------------------------------------------

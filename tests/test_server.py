@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from slow_clients import assert_cut_at_the_deadline, start_slow_downloads
 
 from services import PG_PASSWORD, Postgres, Server, base_env, free_port
 from working.contract import contract
@@ -133,56 +130,12 @@ def test_health_follows_the_database_down_and_back(serve, pg_url: str, postgres:
     _log_lines_are_one_event_each(server)
 
 
-@pytest.fixture
-def export_with_large_asset(frontend_export: Path, tmp_path: Path) -> Path:
-    """The export plus one 24 MiB asset: more than the kernel buffers on both ends can hold, so
-    a slow reader keeps its response in flight on the server for seconds."""
-    export = tmp_path / "export"
-    shutil.copytree(frontend_export, export)
-    (export / "assets" / "large-0000.bin").write_bytes(os.urandom(24 * 1024 * 1024))
-    return export
-
-
-def _slow_download(url_path: str, port: int, expected: bytes, results: list[bool]) -> None:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(
-        f"GET {url_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
-    )
-    received = bytearray()
-    sock.settimeout(30)
-    with contextlib.suppress(OSError):
-        while chunk := sock.recv(65536):
-            received += chunk
-            time.sleep(0.01)  # about 5 MiB/s: five seconds for the whole asset
-    sock.close()
-    head, _, body = bytes(received).partition(b"\r\n\r\n")
-    results.append(head.startswith(b"HTTP/1.1 200") and body == expected)
-
-
-def _start_slow_downloads(server: Server, count: int) -> tuple[list[threading.Thread], list[bool]]:
-    asset = Path(server.env["FRONTEND_DIR"]) / "assets" / "large-0000.bin"
-    expected = asset.read_bytes()
-    results: list[bool] = []
-    threads = [
-        threading.Thread(
-            target=_slow_download, args=(f"/assets/{asset.name}", server.port, expected, results)
-        )
-        for _ in range(count)
-    ]
-    for t in threads:
-        t.start()
-    time.sleep(1)  # all of them connected and mid-response
-    return threads, results
-
-
 def test_sigterm_drains_in_flight_requests_and_exits_0(
     serve, database_env, export_with_large_asset
 ) -> None:  # type: ignore[no-untyped-def]
     server = serve(**database_env, SHUTDOWN_TIMEOUT="20", FRONTEND_DIR=str(export_with_large_asset))
     server.wait_healthy()
-    threads, results = _start_slow_downloads(server, 20)
+    threads, results = start_slow_downloads(server, 20)
     keepalive = httpx.Client(base_url=server.url)
     assert keepalive.get("/health").status_code == 200
 
@@ -208,21 +161,22 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
 def test_shutdown_deadline_cuts_what_is_left(serve, database_env, export_with_large_asset) -> None:  # type: ignore[no-untyped-def]
     server = serve(**database_env, SHUTDOWN_TIMEOUT="2", FRONTEND_DIR=str(export_with_large_asset))
     server.wait_healthy()
-    threads, results = _start_slow_downloads(server, 5)
+    threads, results = start_slow_downloads(server, 5)
     signalled = time.monotonic()
     server.signal(signal.SIGTERM)
     code = server.wait(timeout=10)
     for t in threads:
         t.join(timeout=30)
     assert time.monotonic() - signalled < 4
-    assert code != 0
+    assert code == 1, server.output
     assert not all(results)
+    assert_cut_at_the_deadline(server)
 
 
 def test_second_signal_stops_at_once(serve, database_env, export_with_large_asset) -> None:  # type: ignore[no-untyped-def]
     server = serve(**database_env, SHUTDOWN_TIMEOUT="20", FRONTEND_DIR=str(export_with_large_asset))
     server.wait_healthy()
-    threads, _ = _start_slow_downloads(server, 3)
+    threads, _ = start_slow_downloads(server, 3)
     server.signal(signal.SIGTERM)
     time.sleep(0.5)
     signalled = time.monotonic()
@@ -230,6 +184,7 @@ def test_second_signal_stops_at_once(serve, database_env, export_with_large_asse
     server.wait(timeout=10)
     assert time.monotonic() - signalled < 3
     assert any("again: stopping now" in line for line in server.lines)
+    assert "Traceback" not in server.output
     for t in threads:
         t.join(timeout=30)
 

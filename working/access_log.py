@@ -28,25 +28,30 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         status = 0
+        complete = False
 
         async def send_and_note_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                complete = True
 
         try:
             await self.app(scope, receive, send_and_note_status)
         finally:
-            self._record(scope, status)
+            self._record(scope, status, complete)
 
-    def _record(self, scope: Scope, status: int) -> None:
+    def _record(self, scope: Scope, status: int, complete: bool) -> None:
         client = scope.get("client")
         address = f"{client[0]}:{client[1]}" if client else "-"
         path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
         if scope.get("query_string"):
             path += "?" + scope["query_string"].decode("latin-1")
         message = f'{address} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" {status}'
+        if not complete:  # the client went away, or the shutdown deadline cut the response
+            message += " (incomplete)"
         line = render(self.fmt, "INFO", "access", message)
         stdout.defer(line + "\n")
         if not self._scheduled:

@@ -7,11 +7,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 
-# user:password@ in any scheme://, and password=... in query strings or libpq DSNs.
+# user:password@ in any scheme://, and password=... or token=... in query strings or libpq DSNs
+# (a Reflex tab's token, in the URL of its WebSocket, is the key to that tab's state).
 _USERINFO = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@"
 )
-_PASSWORD_PARAM = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<pw>[^&\s'\"]+)", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"(?P<key>\b(?:password|\w*token)\s*=\s*)(?P<pw>[^&\s'\"]+)", re.IGNORECASE
+)
 
 _known_secrets: set[str] = set()
 
@@ -45,7 +48,7 @@ def mask_text(text: str) -> str:
     if "://" in text:
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
     if "=" in text:
-        text = _PASSWORD_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
+        text = _SECRET_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, MASK)

@@ -7,6 +7,7 @@ as draining and lets uvicorn stop accepting, finish in-flight requests and close
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import gc
@@ -38,6 +39,8 @@ log = logging.getLogger("working.server")
 
 # Reserved out of SHUTDOWN_TIMEOUT for what follows the drain: lifespan shutdown, pool disposal.
 _AFTER_DRAIN_S = 2.0
+# On a second signal: how long the app's own shutdown may take.
+_FORCED_LIFESPAN_S = 1.0
 
 # With Redis: the session failover of this process's app (see failover.py).
 _failover: Any = None
@@ -104,6 +107,7 @@ class _Server(uvicorn.Server):
         ready: Any = None,
     ) -> None:
         super().__init__(config)
+        logging.getLogger("uvicorn.error").addFilter(_not_cancelled_at_deadline)
         self.health = health
         self.settings = settings
         self.forced = False
@@ -144,6 +148,12 @@ class _Server(uvicorn.Server):
         # sessions over (with Redis; a no-op otherwise).
         await _retire_sessions()
         await super().shutdown(sockets=sockets)
+        if self.force_exit:
+            # uvicorn skips the app's own shutdown on a second signal, and the app's lifespan
+            # task, cancelled at exit mid-wait, is then reported as a crash with a traceback.
+            # Closing what the app opened takes milliseconds; give it a bounded moment.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.lifespan.shutdown(), _FORCED_LIFESPAN_S)
         # uvicorn cancels what is still running when the drain deadline passes: not a clean stop.
         if time.monotonic() - began >= (self.config.timeout_graceful_shutdown or 0):
             self.forced = True
@@ -157,6 +167,13 @@ class _Server(uvicorn.Server):
         else:
             log.info("worker %d ready", os.getpid())
             self.ready.set()
+
+
+def _not_cancelled_at_deadline(record: logging.LogRecord) -> bool:
+    """uvicorn logs each request it cancels at the drain deadline as an exception, traceback
+    and all; its one line "Cancel N running task(s)" already says it, and the access log
+    marks each cut response (incomplete)."""
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 async def _retire_sessions() -> None:
