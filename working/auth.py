@@ -12,6 +12,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -87,8 +88,11 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     )
 
 
-# Compared against when the username is unknown, so that timing does not tell which names exist.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@cache
+def _dummy_hash() -> str:
+    """Compared against when the username is unknown, so that timing does not tell which names
+    exist. Made on first use: a scrypt hash costs a twentieth of the process's start."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def sign_up(db: Session, username: str, password: str) -> User:
@@ -129,7 +133,7 @@ def log_in(db: Session, username: str, password: str, ttl: timedelta) -> Login:
         select(Account).where(Account.username == username).with_for_update()
     ).first()
     if account is None:
-        verify_password(password, _DUMMY_HASH)
+        verify_password(password, _dummy_hash())
         return wrong
     if account.locked_until is not None and account.locked_until > now:
         return Login(error=throttle_message(account.locked_until - now))

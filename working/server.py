@@ -82,6 +82,7 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     # which otherwise stalls all connected browsers for tens of milliseconds.
     gc.collect()
     gc.freeze()
+    gc.enable()  # off during start-up (see entrypoint.serve)
     return access
 
 
@@ -213,6 +214,7 @@ def serve(settings: Settings, health: Health) -> int:
     # Bound first, before the slow part: a taken port is one clear line, not a late failure.
     sock = _bind(settings)
     if settings.web_concurrency > 1:
+        gc.enable()  # the supervisor builds no app; each worker does
         return _supervise(settings, sock)
     app = build_asgi(settings, health)
     server = _Server(_config(app, settings), health, settings)
@@ -242,6 +244,7 @@ def run_worker(sock: socket.socket, ready: Any) -> None:
     # Until the server takes the signals over: a SIGTERM now is a clean stop, not a crash.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(exit_code("ok")))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()  # until build_asgi has frozen the app (see entrypoint.serve)
     from . import db, health, logs
     from .settings import from_environ
 
