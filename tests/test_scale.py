@@ -231,21 +231,11 @@ def test_workers_past_the_deadline_are_killed(
     server = _two_workers(
         redis_server, pg_url, export_with_large_asset, tmp_path, SHUTDOWN_TIMEOUT="2"
     )
-    workers = _worker_pids(server)
-    threads, results = start_slow_downloads(server, 6)
-    signalled = time.monotonic()
-    server.signal(signal.SIGTERM)
-    code = server.wait(15)
-    took = time.monotonic() - signalled
-    for t in threads:
-        t.join(30)
+    code, took, results = _stop_during_downloads(server, 6, [signal.SIGTERM])
     assert code == 1, server.output
     assert took < 5, f"stopped {took:.1f}s after SIGTERM with SHUTDOWN_TIMEOUT=2"
     assert not all(results), "the downloads were meant to outlast the deadline"
     assert_cut_at_the_deadline(server)
-    assert len(workers) == 2
-    assert not any(_running(pid) for pid in workers), "a worker outlived the supervisor"
-    _one_line_events(server)
 
 
 def test_a_second_signal_stops_the_workers_at_once(
@@ -254,22 +244,34 @@ def test_a_second_signal_stops_the_workers_at_once(
     server = _two_workers(
         redis_server, pg_url, export_with_large_asset, tmp_path, SHUTDOWN_TIMEOUT="20"
     )
+    code, took, _ = _stop_during_downloads(server, 4, [signal.SIGTERM, signal.SIGINT])
+    assert code == 1, server.output
+    assert took < 3, f"stopped {took:.1f}s after the second signal"
+    assert "[WARN] SIGINT again: stopping the workers now" in server.lines, server.output
+    assert "Traceback" not in server.output
+
+
+def _stop_during_downloads(
+    server: Server, downloads: int, signals: list[signal.Signals]
+) -> tuple[int, float, list[bool]]:
+    """Send `signals` (half a second apart) with slow downloads in flight. Returns the exit
+    code, the seconds from the last signal to the exit, and whether each download completed;
+    asserts that no worker outlived the supervisor and that the log stayed one line per event."""
     workers = _worker_pids(server)
-    threads, _ = start_slow_downloads(server, 4)
-    server.signal(signal.SIGTERM)
-    time.sleep(0.5)
-    signalled = time.monotonic()
-    server.signal(signal.SIGINT)
+    assert len(workers) == 2
+    threads, results = start_slow_downloads(server, downloads)
+    for n, sig in enumerate(signals):
+        if n:
+            time.sleep(0.5)
+        server.signal(sig)
+        signalled = time.monotonic()
     code = server.wait(15)
     took = time.monotonic() - signalled
     for t in threads:
         t.join(30)
-    assert code == 1, server.output
-    assert took < 3, f"stopped {took:.1f}s after the second signal"
-    assert "[WARN] SIGINT again: stopping the workers now" in server.lines, server.output
-    assert len(workers) == 2
     assert not any(_running(pid) for pid in workers), "a worker outlived the supervisor"
     _one_line_events(server)
+    return code, took, results
 
 
 def _worker_pids(server: Server) -> list[int]:
