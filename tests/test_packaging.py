@@ -81,3 +81,11 @@ def test_runtime_venv_serves_from_a_directory_without_sources(
         server.stop()
     assert server.process is not None
     assert server.process.returncode == 0, server.output
+
+
+def test_the_checkout_pins_its_own_rxconfig() -> None:
+    # The dev venv is an editable install: its site-packages copy of rxconfig.py is never
+    # refreshed, so the config Reflex reads must be the checkout's.
+    from working import reflex_config
+
+    assert reflex_config.rxconfig_path().resolve() == (REPO / "rxconfig.py").resolve()

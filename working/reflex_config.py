@@ -2,9 +2,9 @@
 
 Reflex imports its config as the top-level module `rxconfig`, searching the current directory
 only, and re-imports it whenever an App is created. The image runs from its data directory, so
-the rxconfig installed with the package is pinned as the one answer to that import. That module
-only calls `build()`: an editable install copies it into site-packages once, and a copy that
-held the config itself would silently keep serving the config of the day it was installed.
+the rxconfig.py beside the package is pinned as the one answer to that import. That module only
+calls `build()`, and an editable install pins the checkout's own: the copy such an install
+leaves in site-packages is never refreshed, and once silently kept an old config serving.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import importlib.abc
 import importlib.util
 import sys
 from importlib.machinery import ModuleSpec
+from pathlib import Path
 from types import ModuleType
 
 import reflex as rx
@@ -66,7 +67,13 @@ def pin() -> None:
     """Idempotent; call before Reflex reads its config."""
     if any(isinstance(f, _PinnedFinder) for f in sys.meta_path):
         return
-    spec = importlib.util.find_spec(_MODULE)
-    if spec is None or spec.origin is None:
+    sys.meta_path.insert(0, _PinnedFinder(str(rxconfig_path())))
+
+
+def rxconfig_path() -> Path:
+    """The rxconfig.py beside this package: in site-packages for an installed wheel, the
+    checkout's own for an editable install (not the copy the install left in site-packages)."""
+    path = Path(__file__).parent.parent / f"{_MODULE}.py"
+    if not path.is_file():
         raise WorkingError("rxconfig.py is not installed with the package; reinstall `working`")
-    sys.meta_path.insert(0, _PinnedFinder(spec.origin))
+    return path
