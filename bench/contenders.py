@@ -52,7 +52,7 @@ class Workspace:
 
     @property
     def python(self) -> str:
-        return str(self.venv / "bin" / "python")
+        return _python(self.venv)
 
     @property
     def reflex_client_dir(self) -> Path:
@@ -91,15 +91,14 @@ def prepare(
     pg = Postgres()
     pg.init()
     url = pg.url()
+    ws = Workspace(root, export.absolute(), pg, url, root / "reflex", logs, venv)
     _run(
-        [str(venv / "bin" / "python"), "-m", "working.entrypoint", "migrate"],
+        [ws.python, "-m", "working.entrypoint", "migrate"],
         cwd=root,
         log=logs / "migrate.log",
         timeout=120,
         env=base_env(DATABASE_URL=url, DATA_DIR=str(root / "data")),
     )
-    reflex_dir = root / "reflex"
-    ws = Workspace(root, export.absolute(), pg, url, reflex_dir, logs, venv)
     if REFLEX in contenders:
         _prepare_reflex(ws, timeout)
     return ws
@@ -109,14 +108,14 @@ def runtime_venv(venv: Path, timeout: float) -> None:
     """The dependencies from uv.lock without the dev group, and this checkout's package
     installed as a wheel would be (reinstalled every run: the source may have changed)."""
     uv = shutil.which("uv") or "uv"
-    python = str(venv / "bin" / "python")
     # Byte-compiled at install, as the image's venv is (pyproject.nix compiles by default):
     # otherwise the first start of each contender would pay for compiling everything.
     compiled = ["--compile-bytecode"]
+    into = ["--python", _python(venv)]
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     for cmd in (
         [uv, "sync", "--frozen", "--no-dev", "--no-editable", "--no-install-project", *compiled],
-        [uv, "pip", "install", "--no-deps", "--reinstall", *compiled, "--python", python, "."],
+        [uv, "pip", "install", "--no-deps", "--reinstall", *compiled, *into, "."],
     ):
         result = subprocess.run(
             cmd,
@@ -131,6 +130,10 @@ def runtime_venv(venv: Path, timeout: float) -> None:
             raise BenchError(
                 f"{' '.join(cmd[:3])} exited {result.returncode}: {result.stderr[-500:]}"
             )
+
+
+def _python(venv: Path) -> str:
+    return str(venv / "bin" / "python")
 
 
 def _prepare_reflex(ws: Workspace, timeout: float) -> None:

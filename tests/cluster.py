@@ -15,7 +15,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from services import Server, base_env, free_port
+from services import Server, base_env, free_port, wait_until
 
 # The Socket.IO path and namespace of Reflex's event endpoint (the page connects to /_event).
 NAMESPACE = "/_event"
@@ -54,16 +53,6 @@ def run_async(coro: Any) -> Any:
     if errors:
         raise errors[0]
     return result[0]
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> float:
-    """Poll `check` until true; returns the seconds it took. Bounded in time."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(step)
-    return time.monotonic() - started
 
 
 class Redis:

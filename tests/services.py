@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,6 +184,16 @@ def _make_world_readable(path: Path) -> None:
         wanted = mode | 0o004 | (0o001 if sub.is_dir() or mode & 0o100 else 0)
         if wanted != mode:
             sub.chmod(wanted)
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> float:
+    """Poll `check` until true; returns the seconds it took. Bounded in time."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(step)
+    return time.monotonic() - started
 
 
 @dataclass

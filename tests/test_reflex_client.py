@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services import REPO, Server, base_env, free_port
+from services import REPO, Server, base_env, free_port, wait_until
 from working import db
 from working.models import Account, Note
 from working.settings import load
@@ -79,9 +78,7 @@ def test_sign_up_and_add_a_note_reach_the_database(server, tmp_path: Path) -> No
     # the working directory at every event.
     assert not (tmp_path / ".states").exists()
     # The tab's token opens its state; the log line of its WebSocket must not carry it.
-    deadline = time.monotonic() + 5
-    while "WebSocket /_event/" not in srv.output and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "WebSocket /_event/" in srv.output, 5, "the WebSocket's log line", 0.05)
     assert "WebSocket /_event/?token=***" in srv.output
     assert tokens[0] not in srv.output
 
