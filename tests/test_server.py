@@ -63,6 +63,7 @@ def test_one_port_serves_frontend_backend_and_health(serve, database_env) -> Non
     page = httpx.get(f"{server.url}/notes")
     assert page.status_code == 200
     assert "<html" in page.text
+    assert 'data-accent-color="indigo"' in page.text  # the app's theme reached the export
     assert page.headers["cache-control"] == "no-cache"
     asset = next(iter(sorted((Path(server.env["FRONTEND_DIR"]) / "assets").glob("*.js"))))
     response = httpx.get(f"{server.url}/assets/{asset.name}")

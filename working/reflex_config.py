@@ -46,7 +46,7 @@ def build() -> rx.Config:
         # of changed state classes could no longer read.
         state_manager_mode="redis" if settings.redis_url else "memory",
         cors_allowed_origins=list(settings.allowed_origins),
-        plugins=[rx.plugins.RadixThemesPlugin()],
+        plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="indigo"))],
         disable_plugins=[rx.plugins.SitemapPlugin],
     )
 

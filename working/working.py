@@ -296,7 +296,7 @@ def log_event_error(exception: Exception) -> EventSpec:
     return rx.toast.error("Something went wrong; please try again.")
 
 
-app = rx.App(theme=rx.theme(accent_color="indigo"), backend_exception_handler=log_event_error)
+app = rx.App(backend_exception_handler=log_event_error)
 app.add_page(index, route="/", title="working")
 app.add_page(login_page, route="/login", title="Log in", on_load=AuthState.redirect_if_logged_in)
 app.add_page(signup_page, route="/signup", title="Sign up", on_load=AuthState.redirect_if_logged_in)
