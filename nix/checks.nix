@@ -12,6 +12,7 @@
   testEnv,
   frontend,
   image,
+  revision,
 }:
 let
   # The whole flake source (tests included); the app itself is also installed in testEnv.
@@ -64,6 +65,7 @@ in
       testers
       contract
       image
+      revision
       ;
   };
 }
