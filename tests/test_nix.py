@@ -12,6 +12,7 @@ tests marked `nix` skip, except in CI (CI=true), where they fail.
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import os
@@ -420,3 +421,72 @@ def test_insecure_permit_is_node_20_only(nix: Nix) -> None:
     assert dict(zip(names, verdicts, strict=True)) == {
         name: name.startswith(("nodejs-20.", "nodejs-slim-20.")) for name in names
     }
+
+
+# --- the frontend export holds no store path, compressed or not --------------------------------
+
+STORE_PATH = re.compile(rb"/nix/store/[0-9a-df-np-sv-z]{32}-")
+
+
+def _store_path(name: str) -> str:
+    """A well-formed store path (Nix base-32 hash) that exists nowhere."""
+    return f"/nix/store/0a1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r-{name}"
+
+
+def _decoded(path: Path) -> bytes:
+    body = path.read_bytes()
+    if path.suffix == ".gz":
+        return gzip.decompress(body)
+    if path.suffix == ".br":  # Python's stdlib has no Brotli; Node, which built it, has.
+        script = "process.stdout.write(require('zlib').brotliDecompressSync(require('fs').readFileSync(process.argv[1])))"  # noqa: E501
+        return subprocess.run(
+            ["node", "-e", script, str(path)], capture_output=True, check=True
+        ).stdout
+    return body
+
+
+def test_store_paths_are_scrubbed_before_the_export_is_compressed(tmp_path: Path) -> None:
+    """Planted paths of Node, a wheel and node_modules (any /nix/store/<hash>-, not a list of
+    known ones) are gone from every file, and from the .br/.gz made of them."""
+    from working.frontend import _precompress
+
+    export = tmp_path / "export"
+    (export / "assets").mkdir(parents=True)
+    bundle = export / "assets" / "app.js"
+    filler = "const x = 1;\n" * 40  # above the 256-byte threshold: it gets .br and .gz
+    bundle.write_text(
+        f"// from {_store_path('nodejs-slim-20.20.2')}/lib/node_modules/npm\n{filler}"
+        f'var site = "{_store_path("python3.12-reflex-0.9.2")}/lib/python3.12";\n'
+        f"//# sourceMappingURL={_store_path('node-modules')}/node_modules/x/app.js.map\n"
+    )
+    size = bundle.stat().st_size
+    (export / "robots.txt").write_text(f"# {_store_path('working-env')}\n")  # too small to compress
+    (export / "logo.png").write_bytes(b"\x89PNG\x00" + _store_path("zlib-1.3").encode() + b"\xff")
+
+    _precompress(export)
+
+    files = sorted(p for p in export.rglob("*") if p.is_file())
+    assert {p.name for p in files} >= {"app.js", "app.js.br", "app.js.gz", "robots.txt"}
+    for path in files:
+        assert not STORE_PATH.search(_decoded(path)), path.name
+    text = bundle.read_text()
+    assert bundle.stat().st_size == size, "hashes are replaced, not removed: offsets stay"
+    assert f"/nix/store/{'e' * 32}-nodejs-slim-20.20.2/lib" in text
+    assert _decoded(export / "assets" / "app.js.br") == bundle.read_bytes()
+    assert _decoded(export / "assets" / "app.js.gz") == bundle.read_bytes()
+
+
+def test_a_store_path_hidden_in_a_compressed_file_fails_the_build(tmp_path: Path) -> None:
+    """A store path inside a .gz that the build did not make (so could not scrub first) is
+    found by decompressing it, and the build stops naming the file."""
+    from working.errors import FrontendError
+    from working.frontend import _precompress
+
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "index.html").write_text("<html></html>")
+    hidden = f"import '{_store_path('node-modules')}/node_modules/react/index.js';\n" * 20
+    (export / "vendor.js.gz").write_bytes(gzip.compress(hidden.encode()))
+
+    with pytest.raises(FrontendError, match=r"store path survived .*: vendor\.js\.gz$"):
+        _precompress(export)
