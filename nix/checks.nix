@@ -7,7 +7,6 @@
   python3,
   postgresql,
   redis,
-  ruff,
   contract,
   testEnv,
   frontend,
@@ -46,9 +45,12 @@ in
         touch $out
       '';
 
-  ruff = runCommand "working-ruff" { nativeBuildInputs = [ ruff ]; } ''
+  # The ruff that uv.lock pins (in the dev group, so in testEnv), not nixpkgs' ruff: another
+  # version has other rules and other formatting, and CI and `uv run ruff` use this one.
+  ruff = runCommand "working-ruff" { nativeBuildInputs = [ testEnv ]; } ''
     cd ${root}
     ruff check --no-cache .
+    ruff format --no-cache --check .
     touch $out
   '';
 
