@@ -28,7 +28,11 @@ import pytest
 from packaging.markers import Marker
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+# ../shared beside the checkout (or beside the worktrees' parent, for a git worktree).
+SHARED = next(
+    (p / "shared" for p in (REPO.parent, REPO.parent.parent) if (p / "shared").is_dir()),
+    REPO.parent / "shared",
+)
 PINS = SHARED / "pins.md"
 NIX_CHROOT = SHARED / "tools" / "nix-chroot"
 IN_CI = os.environ.get("CI", "").lower() == "true"
