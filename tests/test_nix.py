@@ -258,6 +258,9 @@ def test_nix_reads_the_same_contract_file(nix: Nix) -> None:
 # --- uv2nix against uv.lock, with the pinned library trees --------------------------------------
 
 
+SOURCE_TREES = ("nixpkgs-lib", "pyproject-nix", "uv2nix", "build-system-pkgs")
+
+
 def _staged_sources() -> Path:
     """Copies of the pinned trees and of the files uv2nix reads, in one directory Nix can see.
 
@@ -272,7 +275,7 @@ def _staged_sources() -> Path:
     stage.mkdir(exist_ok=True)
     for child in stage.iterdir():
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-    for tree in ("nixpkgs-lib", "pyproject-nix", "uv2nix"):
+    for tree in SOURCE_TREES:
         if not (sources_dir / tree).is_dir():
             pytest.fail(f"{sources_dir / tree} is missing (see test_uv2nix_resolves_the_lock)")
         shutil.copytree(sources_dir / tree, stage / "sources" / tree, symlinks=True)
@@ -353,13 +356,15 @@ def _runtime_closure_from_nix(packages: dict[str, Any]) -> set[str]:
 def test_uv2nix_resolves_the_lock(nix: Nix, system: str) -> None:
     """uv2nix's loadWorkspace and mkPyprojectOverlay, evaluated on this repository's uv.lock.
 
-    Needs copies of three source trees at the flake.lock revisions, which CI cannot fetch (no
+    Needs copies of four source trees at the flake.lock revisions, which CI cannot fetch (no
     GitHub access): without NIX_EVAL_SOURCES the test skips, in CI too. To reproduce:
 
         git clone https://github.com/pyproject-nix/pyproject.nix  $SRC/pyproject-nix
         git -C $SRC/pyproject-nix checkout 7af23cfe91064865ecf2e835da28b45b3c6f49fd
         git clone https://github.com/pyproject-nix/uv2nix          $SRC/uv2nix
         git -C $SRC/uv2nix checkout 49dac8d206c42175b069b7c6050ba27060a21106
+        git clone https://github.com/pyproject-nix/build-system-pkgs $SRC/build-system-pkgs
+        git -C $SRC/build-system-pkgs checkout 90ffdeee1a4929b231913df067448cd9803d3e07
         git clone https://github.com/nix-community/nixpkgs.lib     $SRC/nixpkgs-lib
         NIX_EVAL_SOURCES=$SRC uv run pytest tests/test_nix.py -k uv2nix
 
@@ -494,3 +499,168 @@ def test_a_store_path_hidden_in_a_compressed_file_fails_the_build(tmp_path: Path
 
     with pytest.raises(FrontendError, match=r"store path survived .*: vendor\.js\.gz$"):
         _precompress(export)
+
+
+# --- the whole flake, evaluated as `nix flake check` judges it -----------------------------------
+
+FLAKE_EVAL_FILES = (
+    "flake-eval.nix",
+    "nixpkgs-standin.nix",
+    "standin-signatures.json",
+    "nixpkgs-standin",
+)
+LINUX_PACKAGES = {"default", "frontend", "image", "venv"}
+CHECKS = {"pytest", "ruff", "image-contract", "vm"}
+ALL_SYSTEMS = {"x86_64-linux", "aarch64-linux", "x86_64-darwin", "aarch64-darwin"}
+
+
+def _staged_flake(edits: dict[str, tuple[str, str]] | None = None) -> Path:
+    """The pinned trees, the stand-in nixpkgs and a copy of this repository, in one directory.
+
+    `edits` maps a repository file to a (old, new) replacement, to show what the harness catches.
+    """
+    from nix.standin_signatures import main as render_signatures
+
+    stage = _staged_sources()
+    shutil.copytree(
+        REPO,
+        stage / "flake",
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".web", "data", "__pycache__", "node_modules", ".pytest_cache"
+        ),
+    )
+    for name in FLAKE_EVAL_FILES:
+        source = REPO / "tests" / "nix" / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy
+        copy(source, stage / name)
+    render_signatures(str(stage / "standin-signatures.json"), str(stage / "signatures.nix"))
+    for name, (old, new) in (edits or {}).items():
+        path = stage / "flake" / name
+        text = path.read_text()
+        assert old in text, f"{name}: {old!r} not found"
+        path.write_text(text.replace(old, new))
+    return stage
+
+
+def _evaluate_flake(nix: Nix, stage: Path) -> dict[str, Any]:
+    return nix.eval_json(
+        "./flake-eval.nix",
+        "--arg", "sources", "./sources",
+        "--arg", "repo", "./flake",
+        "--argstr", "rev", PLACEHOLDER_REVISION,
+        cwd=stage,
+    )  # fmt: skip
+
+
+@pytest.mark.nix
+@pytest.mark.nix_sources
+def test_the_whole_flake_evaluates_like_nix_flake_check(nix: Nix) -> None:
+    """Every output of flake.nix for every system it declares, judged as `nix flake check` does:
+    packages, checks, dev shells and formatters instantiate to a .drv; apps are
+    `{ type = "app"; program = <string>; }`.
+
+    Needs the four pinned trees (NIX_EVAL_SOURCES, see test_uv2nix_resolves_the_lock). nixpkgs is
+    tests/nix/nixpkgs-standin.nix, built on the real nixpkgs.lib (callPackage, callPackages,
+    makeScope, makeOverridable), whose functions take exactly the arguments recorded in
+    tests/nix/standin-signatures.json; pyproject.nix, uv2nix and build-system-pkgs are the real
+    flakes. By hand:
+
+        NIX_EVAL_SOURCES=$SRC uv run pytest tests/test_nix.py -k flake -v
+    """
+    judged = _evaluate_flake(nix, _staged_flake())["judged"]
+    linux = set(LINUX_MACHINES)
+    assert set(judged["packages"]) == linux
+    assert set(judged["checks"]) == linux
+    assert set(judged["apps"]) == linux
+    assert set(judged["devShells"]) == ALL_SYSTEMS
+    assert set(judged["formatter"]) == ALL_SYSTEMS
+    for system in linux:
+        assert set(judged["packages"][system]) == LINUX_PACKAGES
+        assert set(judged["checks"][system]) == CHECKS
+        assert judged["apps"][system]["push"].endswith("-push/bin/push")
+    for kind in ("packages", "checks", "devShells"):
+        for system, outputs in judged[kind].items():
+            for name, drv in outputs.items():
+                assert STORE_DRV.match(drv), f"{kind}.{system}.{name}: {drv}"
+    for system, drv in judged["formatter"].items():
+        assert STORE_DRV.match(drv), f"formatter.{system}: {drv}"
+
+
+STORE_DRV = re.compile(r"^/nix/store/[0-9a-df-np-sv-z]{32}-[^/]+\.drv$")
+
+
+@pytest.mark.nix
+@pytest.mark.nix_sources
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        pytest.param(
+            {
+                "flake.nix": (
+                    "app.pkgs.callPackages ./nix/checks.nix",
+                    "app.pkgs.callPackage ./nix/checks.nix",
+                )
+            },
+            r"flake attribute 'checks\.[a-z0-9_]+-linux\.override(Derivation)?' "
+            r"is not a derivation",
+            id="checks-through-callPackage",
+        ),
+        pytest.param(
+            {"nix/image.nix": ("inherit tag;", 'inherit tag;\n  architecture = "amd64";')},
+            r"called with unexpected argument 'architecture'",
+            id="unknown-streamLayeredImage-argument",
+        ),
+        pytest.param(
+            {"nix/frontend.nix": ("    inherit nodejs;\n", "")},
+            r"called without required argument 'nodejs'",
+            id="buildNodeModules-without-nodejs",
+        ),
+        pytest.param(
+            {"nix/checks.nix": ("  python3,\n", "  python3,\n  pythonWithNothing,\n")},
+            r"called without required argument .pythonWithNothing.",
+            id="callPackage-of-a-missing-package",
+        ),
+        pytest.param(
+            {"nix/nixpkgs-config.nix": ('== "20"', '== "22"')},
+            r"nodejs-(slim-)?20\.20\.2.* is marked as insecure",
+            id="node-20-not-permitted",
+        ),
+    ],
+)
+def test_the_flake_evaluation_catches(
+    nix: Nix, edit: dict[str, tuple[str, str]], error: str
+) -> None:
+    """The harness fails where `nix flake check` (or the pinned nixpkgs) would: finding 1 as main
+    had it, an argument a nixpkgs function does not take, a missing one, a package nixpkgs does
+    not have, an insecure package without its permit."""
+    with pytest.raises(AssertionError, match=error):
+        _evaluate_flake(nix, _staged_flake(edit))
+
+
+@pytest.mark.nix
+@pytest.mark.nix_sources
+def test_the_image_evaluated_through_image_nix_meets_the_contract(nix: Nix) -> None:
+    """nix/image.nix end to end (its dockerTools.streamLayeredImage call, with the venv and the
+    frontend the flake builds), against the runtime contract: the config, the layer commands,
+    the root's contents and the image reference."""
+    from working.contract import contract
+
+    result = _evaluate_flake(nix, _staged_flake())
+    image = contract()["image"]
+    for system in LINUX_MACHINES:
+        asked = result["images"][system]
+        config = asked["config"]
+        image_contract.check_config(config, contract(), _project())
+        env = dict(item.split("=", 1) for item in config["Env"])
+        assert env["GIT_COMMIT"] == PLACEHOLDER_REVISION
+        assert "-working-frontend-" in env["FRONTEND_DIR"]
+        assert config["Entrypoint"][0].endswith("-working-env/bin/python")
+        assert asked["contents"] == ["fake-nss", "ca-certificates"], "no shell, no Node at /"
+        commands = asked["extraCommands"].splitlines()
+        assert f"mkdir -p -m 1777 {image['tmp_dir'].lstrip('/')}" in commands
+        assert any(image["data_dir"].lstrip("/") in c.split() for c in commands)
+        assert asked["fakeRootCommands"].strip() == (
+            f"chown {image['uid']}:{image['gid']} {image['data_dir'].lstrip('/')}"
+        )
+        assert asked["name"] == contract()["service"]
+        assert result["imageRefs"][system] == f"{contract()['service']}:{PLACEHOLDER_REVISION[:7]}"
