@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import tomllib
 from pathlib import Path
@@ -227,11 +229,8 @@ def test_flake_lock_matches_flake_inputs(nix: Nix) -> None:
 # --- the image config in Nix against the contract ----------------------------------------------
 
 
-@pytest.mark.nix
-def test_image_config_matches_contract(nix: Nix) -> None:
-    from working.contract import contract
-
-    config = nix.eval_json(
+def _evaluated_image_config(nix: Nix) -> dict[str, Any]:
+    return nix.eval_json(
         "--expr",
         f"""import ./nix/image-config.nix {{
           contract = import ./nix/contract.nix;
@@ -241,6 +240,13 @@ def test_image_config_matches_contract(nix: Nix) -> None:
           revision = "{PLACEHOLDER_REVISION}";
         }}""",
     )
+
+
+@pytest.mark.nix
+def test_image_config_matches_contract(nix: Nix) -> None:
+    from working.contract import contract
+
+    config = _evaluated_image_config(nix)
     image_contract.check_config(config, contract(), _project())
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["FRONTEND_DIR"] == PLACEHOLDER_FRONTEND
@@ -664,3 +670,96 @@ def test_the_image_evaluated_through_image_nix_meets_the_contract(nix: Nix) -> N
         )
         assert asked["name"] == contract()["service"]
         assert result["imageRefs"][system] == f"{contract()['service']}:{PLACEHOLDER_REVISION[:7]}"
+
+
+# --- "no shell": what the image contract promises, on image tarballs made here ------------------
+
+
+def _image_tar(path: Path, config: dict[str, Any], extra: list[tarfile.TarInfo]) -> Path:
+    """A docker-archive as the stream script writes it: manifest, config, one layer."""
+    from working.contract import contract
+
+    image = contract()["image"]
+    venv_bin = dict(item.split("=", 1) for item in config["Env"])["PATH"].lstrip("/")
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as files:
+
+        def add(name: str, kind: bytes = tarfile.DIRTYPE, **attrs: Any) -> None:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            for key, value in attrs.items():
+                setattr(info, key, value)
+            files.addfile(info, io.BytesIO(b"") if kind == tarfile.REGTYPE else None)
+
+        add(image["tmp_dir"].lstrip("/"), mode=0o1777)
+        add(image["data_dir"].lstrip("/"), uid=image["uid"], gid=image["gid"], mode=0o755)
+        add(venv_bin, mode=0o755)
+        add(f"{venv_bin}/python", tarfile.SYMTYPE, linkname="python3.12")
+        add("nix/store/" + "2" * 32 + "-bash-5.3p3/bin/sh", tarfile.REGTYPE)
+        passwd = f"{image['user']}:x:{image['uid']}:{image['gid']}::{image['data_dir']}:/x\n"
+        info = tarfile.TarInfo("etc/passwd")
+        info.size = len(passwd)
+        files.addfile(info, io.BytesIO(passwd.encode()))
+        for member in extra:
+            files.addfile(member, io.BytesIO(b"") if member.isfile() else None)
+    meta = json.dumps({"os": "linux", "config": config}).encode()
+    manifest = json.dumps(
+        [{"Config": "config.json", "RepoTags": [f"{contract()['service']}:t"], "Layers": ["l.tar"]}]
+    ).encode()
+    with tarfile.open(path, "w") as archive:
+        for name, body in (("manifest.json", manifest), ("config.json", meta)):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+        info = tarfile.TarInfo("l.tar")
+        info.size = len(layer.getvalue())
+        archive.addfile(info, io.BytesIO(layer.getvalue()))
+    return path
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+@pytest.mark.nix
+@pytest.mark.parametrize(
+    ("extra", "refusal"),
+    [
+        pytest.param([], None, id="bash-in-the-store-only"),
+        pytest.param(
+            [_member("bin/sh", tarfile.SYMTYPE, "/nix/store/x/bin/bash")], "/bin/sh", id="bin-sh"
+        ),
+        pytest.param([_member("usr/bin/env")], "/usr/bin/env", id="usr-bin-env"),
+        pytest.param(["venv:sh"], "a shell on PATH", id="shell-on-path"),
+        pytest.param(
+            [_member("nix/store/" + "3" * 32 + "-bash-interactive-5.3p3/bin/bash")],
+            "bash-interactive",
+            id="interactive-bash",
+        ),
+        pytest.param(
+            [_member("nix/store/" + "4" * 32 + "-nodejs-slim-20.20.2/bin/node")],
+            "nodejs-slim",
+            id="node",
+        ),
+    ],
+)
+def test_no_shell_means_no_shell_at_the_root_or_on_path(
+    nix: Nix, tmp_path: Path, extra: list[Any], refusal: str | None
+) -> None:
+    """The contract's "no shell", on image tarballs: the bash that nixpkgs' CPython references
+    (subprocess's shell=True) may be in the store; a shell at the root or on PATH, an
+    interactive bash, Node may not."""
+    from working.contract import contract
+
+    config = _evaluated_image_config(nix)
+    venv_bin = dict(item.split("=", 1) for item in config["Env"])["PATH"].lstrip("/")
+    members = [_member(f"{venv_bin}/sh") if m == "venv:sh" else m for m in extra]
+    tar = _image_tar(tmp_path / "image.tar", config, members)
+    if refusal is None:
+        image_contract.check_image_tar(tar, contract(), _project())
+    else:
+        with pytest.raises(AssertionError, match=re.escape(refusal)):
+            image_contract.check_image_tar(tar, contract(), _project())
