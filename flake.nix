@@ -92,7 +92,7 @@
           };
         in
         {
-          inherit pkgs frontend image;
+          inherit pkgs nodejs frontend image;
           inherit (python) venv testEnv;
         };
 
@@ -127,7 +127,7 @@
         _: app:
         app.pkgs.callPackages ./nix/checks.nix {
           inherit contract revision;
-          inherit (app) testEnv frontend image;
+          inherit (app) testEnv nodejs frontend image;
         }
       ) built;
 

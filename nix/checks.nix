@@ -9,6 +9,7 @@
   redis,
   contract,
   testEnv,
+  nodejs,
   frontend,
   image,
   revision,
@@ -25,8 +26,10 @@ in
   pytest =
     runCommand "working-pytest"
       {
+        # Node decompresses the export's .br files in the store-path tests (as it made them).
         nativeBuildInputs = [
           testEnv
+          nodejs
           postgresql
           redis
         ];
