@@ -763,3 +763,26 @@ def test_no_shell_means_no_shell_at_the_root_or_on_path(
     else:
         with pytest.raises(AssertionError, match=re.escape(refusal)):
             image_contract.check_image_tar(tar, contract(), _project())
+
+
+# --- the workflow builds each output in its own step ---------------------------------------------
+
+
+def test_the_workflow_builds_each_output_in_its_own_step() -> None:
+    """On the first real build the log must say at once which output failed: evaluation first,
+    then the venv, the frontend, the image and every check of nix/checks.nix, one step each, and
+    the whole `nix flake check` last."""
+    import yaml
+
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    runs = [step.get("run", "") for step in workflow["jobs"]["check"]["steps"]]
+    nix_runs = [run for run in runs if run.startswith("nix ")]
+    builds = [run.split()[2] for run in nix_runs if run.startswith("nix build ")]
+    body = (REPO / "nix" / "checks.nix").read_text().split("\nin\n", 1)[1]
+    checks = set(re.findall(r"^  ([a-z-]+) =", body, re.M))
+    assert checks == CHECKS
+    assert nix_runs[0] == "nix flake check --no-build --all-systems"
+    assert builds[:3] == [".#venv", ".#frontend", ".#image"]
+    assert sorted(builds[3:]) == sorted(f".#checks.x86_64-linux.{c}" for c in CHECKS)
+    assert nix_runs[-1].startswith("nix flake check --print-build-logs")
+    assert all(len(run.splitlines()) == 1 for run in nix_runs), "one output per step"
