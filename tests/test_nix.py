@@ -520,6 +520,18 @@ CHECKS = {"pytest", "ruff", "image-contract", "vm"}
 ALL_SYSTEMS = {"x86_64-linux", "aarch64-linux", "x86_64-darwin", "aarch64-darwin"}
 
 
+def test_every_stand_in_signature_names_where_it_was_read() -> None:
+    """Each recorded signature was read from a source: repository, file and a full commit, not
+    taken from the manual or from callers (the stand-ins are only as true as these records)."""
+    signatures = json.loads((REPO / "tests" / "nix" / "standin-signatures.json").read_text())
+    for name, sig in signatures["functions"].items():
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", sig["repo"]), name
+        assert sig["source"].endswith(".nix"), name
+        assert re.fullmatch(r"[0-9a-f]{40}", sig["rev"] or ""), f"{name}: no revision"
+        assert "not read from source" not in sig.get("note", "").lower(), name
+        assert set(sig["formals"].values()) <= {True, False}, name
+
+
 def _staged_flake(edits: dict[str, tuple[str, str]] | None = None) -> Path:
     """The pinned trees, the stand-in nixpkgs and a copy of this repository, in one directory.
 
@@ -612,8 +624,9 @@ STORE_DRV = re.compile(r"^/nix/store/[0-9a-df-np-sv-z]{32}-[^/]+\.drv$")
             id="checks-through-callPackage",
         ),
         pytest.param(
-            {"nix/image.nix": ("inherit tag;", 'inherit tag;\n  architecture = "amd64";')},
-            r"called with unexpected argument 'architecture'",
+            # buildImage takes runAsRoot; streamLayeredImage does not (it has fakeRootCommands).
+            {"nix/image.nix": ("inherit tag;", 'inherit tag;\n  runAsRoot = "";')},
+            r"called with unexpected argument 'runAsRoot'",
             id="unknown-streamLayeredImage-argument",
         ),
         pytest.param(

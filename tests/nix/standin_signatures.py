@@ -25,7 +25,9 @@ def render(signatures: dict) -> str:
         ]
         if sig["ellipsis"]:
             formals.append("...")
-        where = sig["source"] + (f" at {sig['rev']}" if sig["rev"] else " (not read from source)")
+        where = f"{sig.get('repo', 'NixOS/nixpkgs')}:{sig['source']}" + (
+            f" at {sig['rev']}" if sig["rev"] else " (not read from source)"
+        )
         lines.append(f"  # {where}")
         lines.append(f'  "{name}" = impl: {{ {", ".join(formals)} }}@args: impl args;')
     lines.append("}")
