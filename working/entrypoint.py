@@ -80,7 +80,13 @@ def healthcheck(args: argparse.Namespace) -> int:
     """Exit 0 when the local /livez answers 200 in time: an exec-form Docker HEALTHCHECK.
 
     Liveness, not /health: the container is healthy while it can serve, database or not."""
-    url = f"http://127.0.0.1:{load_port(os.environ)}{contract()['http']['liveness_path']}"
+    try:
+        port = load_port(os.environ)
+    except WorkingError as exc:
+        # Docker reserves healthcheck exit codes other than 0 and 1.
+        print(f"unhealthy: {exc}")
+        return 1
+    url = f"http://127.0.0.1:{port}{contract()['http']['liveness_path']}"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:
             status = response.status
