@@ -63,10 +63,13 @@ class EventDrain:
         idle = await self._until(self._processor_idle, deadline, give_up)
         flushed = idle and await self._until(self._packets_sent, deadline, give_up)
         spent = time.monotonic() - started
+        away = f"; {self.turned_away} arriving meanwhile turned away" if self.turned_away else ""
         if flushed:
-            log.info("events drained in %.2fs", spent)
+            log.info("events drained in %.2fs%s", spent, away)
         else:
-            log.warning("events still running after %.1fs: closing the sockets anyway", spent)
+            log.warning(
+                "events still running after %.1fs: closing the sockets anyway%s", spent, away
+            )
         return spent
 
     async def _turn_away(self, namespace: Any, sid: str) -> None:
