@@ -74,7 +74,10 @@ class Tab:
                     return stored(updates) or TURNED_AWAY in str(updates)
 
                 updates = await self.client.event(
-                    full_name("NotesState.add"), {"form": {"body": body}}, until=answered
+                    full_name("NotesState.add"),
+                    {"form": {"body": body}},
+                    until=answered,
+                    timeout=30,  # generous: the machine may be loaded
                 )
                 if not stored(updates):
                     self.turned_away += 1
