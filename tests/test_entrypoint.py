@@ -64,7 +64,8 @@ def test_a_blank_database_url_exits_2_and_never_falls_back_to_sqlite(
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == EXIT["config"], output
     assert output.count("\n") == 0, output
-    assert output.startswith("[ERROR] DATABASE_URL is set but empty; expected postgresql://")
+    assert output.startswith("[ERROR] DATABASE_URL is set but empty; expected a value (")
+    assert "or no DATABASE_URL at all for its default" in output
     assert not data.exists(), "a SQLite database was created"
 
 

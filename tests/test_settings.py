@@ -87,7 +87,7 @@ def test_a_variable_set_but_empty_is_an_error_naming_it(name: str, blank: str) -
         load({name: blank})
     assert caught.value.var == name
     assert str(caught.value).startswith(f"{name} is set but empty; expected ")
-    assert f"or remove {name} for its default" in str(caught.value)
+    assert f"or no {name} at all for its default" in str(caught.value)
     assert "\n" not in str(caught.value)
 
 

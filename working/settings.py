@@ -150,8 +150,11 @@ class _Reader:
         spec = contract()["env"][name]
         if spec.get("empty_ok"):
             return None
+        default = f" ({spec['default']})" if spec["default"] else ""
         raise ConfigError(
-            name, "is set but empty", f"{spec['help']} (or remove {name} for its default)"
+            name,
+            "is set but empty",
+            f"a value ({spec['help']}), or no {name} at all for its default{default}",
         )
 
     def text(self, name: str) -> str:
