@@ -54,6 +54,27 @@ def test_bad_settings_exit_2_with_one_line(
     assert PG_PASSWORD not in output
 
 
+@pytest.mark.parametrize("command", ["serve", "migrate", "check-config"])
+def test_a_blank_database_url_exits_2_and_never_falls_back_to_sqlite(
+    command: str, tmp_path: Path
+) -> None:
+    # What Coolify passes when ${DATABASE_URL:?} was left blank in its UI.
+    data = tmp_path / "data"
+    result = run(command, env=base_env(DATA_DIR=str(data), DATABASE_URL=""))
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == EXIT["config"], output
+    assert output.count("\n") == 0, output
+    assert output.startswith("[ERROR] DATABASE_URL is set but empty; expected a value (")
+    assert "or no DATABASE_URL at all for its default" in output
+    assert not data.exists(), "a SQLite database was created"
+
+
+def test_healthcheck_never_exits_with_dockers_reserved_code() -> None:
+    result = run("healthcheck", env=base_env(PORT=""))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith("unhealthy: PORT is set but empty")
+
+
 def test_check_config_prints_effective_settings_masked(tmp_path: Path) -> None:
     url = "postgresql://app:pw-Zq8;s3cr3t@db.internal:5432/app"
     result = run(

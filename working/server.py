@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Any
 
@@ -26,7 +26,7 @@ import uvicorn
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import reflex_config
+from . import draining, reflex_config
 from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
@@ -72,6 +72,7 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
 
         global _failover
         _failover = failover.install(app)
+    draining.install(app)
     if not settings.allowed_origins:
         # Same origin only: Socket.IO checks the Origin against Host (and X-Forwarded-*).
         app.sio.eio.cors_allowed_origins = None
@@ -145,9 +146,19 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
         began = time.monotonic()
-        # Before the WebSockets close: the replicas their browsers reconnect to may take their
-        # sessions over (with Redis; a no-op otherwise).
+        budget = self.config.timeout_graceful_shutdown or 0.0
+        # Stop accepting now (uvicorn's shutdown does it again, harmlessly): the events in
+        # flight finish and reach their tabs before uvicorn closes the WebSockets.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        spent = await _drain_events(budget, lambda: self.force_exit)
+        # Before the WebSockets close, after the last events: the replicas their browsers
+        # reconnect to may take their sessions over (with Redis; a no-op otherwise).
         await _retire_sessions()
+        # One budget for both drains: what the events took, HTTP requests no longer get.
+        self.config.timeout_graceful_shutdown = max(0.1, budget - spent)
         await super().shutdown(sockets=sockets)
         if self.force_exit:
             # uvicorn skips the app's own shutdown on a second signal, and the app's lifespan
@@ -156,7 +167,7 @@ class _Server(uvicorn.Server):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.lifespan.shutdown(), _FORCED_LIFESPAN_S)
         # uvicorn cancels what is still running when the drain deadline passes: not a clean stop.
-        if time.monotonic() - began >= (self.config.timeout_graceful_shutdown or 0):
+        if time.monotonic() - began >= budget:
             self.forced = True
 
     async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
@@ -175,6 +186,11 @@ def _not_cancelled_at_deadline(record: logging.LogRecord) -> bool:
     and all; its one line "Cancel N running task(s)" already says it, and the access log
     marks each cut response (incomplete)."""
     return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+async def _drain_events(budget: float, give_up: Callable[[], bool]) -> float:
+    drain = draining.current()
+    return await drain.run(budget, give_up) if drain is not None else 0.0
 
 
 async def _retire_sessions() -> None:

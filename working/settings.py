@@ -132,14 +132,30 @@ def from_environ() -> Settings:
 
 
 class _Reader:
-    """Reads one variable at a time, falling back to the contract's default; "" means unset."""
+    """Reads one variable at a time, falling back to the contract's default when it is unset.
+
+    Set but empty is an error, except where the contract gives empty a meaning (`empty_ok`):
+    Coolify passes a blank `${DATABASE_URL:?}` on as "" instead of refusing the deploy, and an
+    app that took that for "unset" would quietly run on a SQLite file nobody backs up."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
 
     def optional(self, name: str) -> str | None:
-        value = self._environ.get(name, "").strip()
-        return value or None
+        if name not in self._environ:
+            return None
+        value = self._environ[name].strip()
+        if value:
+            return value
+        spec = contract()["env"][name]
+        if spec.get("empty_ok"):
+            return None
+        default = f" ({spec['default']})" if spec["default"] else ""
+        raise ConfigError(
+            name,
+            "is set but empty",
+            f"a value ({spec['help']}), or no {name} at all for its default{default}",
+        )
 
     def text(self, name: str) -> str:
         return self.optional(name) or env_default(name)
