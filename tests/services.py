@@ -28,7 +28,15 @@ PG_USER = "app"
 # Punctuation on purpose: it must survive URL quoting and still never appear in a log.
 PG_PASSWORD = "pw-Zq8;s3cr3t"
 PG_PASSWORD_URL = "pw-Zq8%3Bs3cr3t"
+# Every spelling in which the password could leak: as given, as a URL holds it (either case).
+PG_PASSWORD_SPELLINGS = (PG_PASSWORD, PG_PASSWORD_URL, PG_PASSWORD_URL.replace("%3B", "%3b"))
 _PG_SYSTEM_USER = "working-pg"
+
+
+def assert_no_password(text: str, *urls: str) -> None:
+    """Neither the test database's password, in any spelling, nor any of `urls` is in `text`."""
+    for leak in (*PG_PASSWORD_SPELLINGS, *urls):
+        assert leak not in text, f"{leak!r} leaked into the output"
 
 
 def free_port() -> int:
@@ -271,7 +279,9 @@ class Server:
 
 def base_env(**overrides: str) -> dict[str, str]:
     """The environment of a server under test: only what we set, plus what Python needs."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    # PYTHONPATH too: tests/mutate.py points it at a mutated copy of the package.
+    keep = ("PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k in keep}
     env.update({"PYTHONUNBUFFERED": "1", "REFLEX_CHECK_LATEST_VERSION": "false"})
     env.update(overrides)
     return env
