@@ -47,7 +47,7 @@ def serve(frontend_export: Path, tmp_path: Path) -> Iterator:  # type: ignore[ty
 def test_one_port_serves_frontend_backend_and_health(serve, database_env) -> None:  # type: ignore[no-untyped-def]
     server = serve(**database_env, GIT_COMMIT="abc1234", APP_VERSION="1.2.3")
     ready = server.wait_healthy()
-    assert ready < 15  # the closing note reports the measured value; this only catches hangs
+    assert ready < 45  # only catches hangs (24 s seen on this shared 2-core machine under load)
     health = httpx.get(f"{server.url}/health")
     body = health.json()
     assert health.status_code == 200
@@ -158,7 +158,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
     for t in threads:
         t.join(timeout=30)
 
-    assert code == 0, server.output
+    assert code == 0, f"exit {code}\n{server.output}"
     assert 2 < took < 20  # it waited for the downloads, and no longer than the deadline
     assert results == [True] * 20, "a request in flight at SIGTERM did not complete"
     assert any(line.startswith("[INFO] SIGTERM: draining") for line in server.lines)
@@ -176,7 +176,7 @@ def test_shutdown_deadline_cuts_what_is_left(serve, database_env, export_with_la
     for t in threads:
         t.join(timeout=30)
     assert time.monotonic() - signalled < 4
-    assert code == 1, server.output
+    assert code == 1, f"exit {code}\n{server.output}"
     assert not all(results)
     assert_cut_at_the_deadline(server)
 
@@ -192,7 +192,7 @@ def test_second_signal_stops_at_once(serve, database_env, export_with_large_asse
     code = server.wait(timeout=10)
     assert time.monotonic() - signalled < 3
     # Downloads were cut: not a clean stop, whatever the drain would have done.
-    assert code == 1, server.output
+    assert code == 1, f"exit {code}\n{server.output}"
     assert any(line.startswith("[WARN] SIGINT again: stopping now") for line in server.lines)
     assert server.lines[-1].startswith("[INFO] stopped after")
     assert "(exit 1)" in server.lines[-1]
