@@ -56,7 +56,7 @@ def test_bad_settings_exit_2_with_one_line(
 ) -> None:
     result = run(command, env=base_env(DATA_DIR=str(tmp_path), **environ))
     output = (result.stdout + result.stderr).strip()
-    assert result.returncode == EXIT["config"], output
+    assert result.returncode == EXIT["config"], f"exit {result.returncode}: {output}"
     assert output.count("\n") == 0, output
     assert output.startswith("[ERROR] " + message)
     assert "Traceback" not in output
@@ -105,7 +105,7 @@ def test_database_never_up_exits_3_after_the_timeout(tmp_path: Path) -> None:
     _, overhead = _migrate_against_nothing("0")
     result, elapsed = _migrate_against_nothing("3")
     lines = result.stdout.strip().splitlines()
-    assert result.returncode == EXIT["dependency"], result.stdout
+    assert result.returncode == EXIT["dependency"], f"exit {result.returncode}\n{result.stdout}"
     # It gives up at the deadline: not before, and not a backoff step (at most 2 s) later.
     assert elapsed >= 3, f"gave up after {elapsed:.1f}s with DB_WAIT_TIMEOUT=3"
     assert elapsed - overhead < 3 + 2.5, (
@@ -207,7 +207,7 @@ def test_failed_migration_stops_startup(pg_url: str, postgres: Postgres) -> None
         conn.execute("CREATE TABLE accounts (id int)")
     result = run("serve", env=base_env(DATABASE_URL=pg_url, PORT=str(free_port())))
     lines = result.stdout.strip().splitlines()
-    assert result.returncode == EXIT["migration"], result.stdout
+    assert result.returncode == EXIT["migration"], f"exit {result.returncode}\n{result.stdout}"
     assert lines[-1].startswith("[ERROR] migration failed: ")
     assert "Traceback" not in result.stdout + result.stderr
     assert_no_password(result.stdout + result.stderr, pg_url)
@@ -226,7 +226,7 @@ def test_a_taken_port_is_one_line_and_exit_1(frontend_export: Path, tmp_path: Pa
         )
         result = run("serve", env=env)
     lines = result.stdout.strip().splitlines()
-    assert result.returncode == EXIT["error"], result.stdout
+    assert result.returncode == EXIT["error"], f"exit {result.returncode}\n{result.stdout}"
     assert lines[-1] == (
         f"[ERROR] cannot listen on 127.0.0.1:{port}: Address already in use; "
         "set PORT (or HOST) to a free address"

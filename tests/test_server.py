@@ -388,17 +388,17 @@ _TRAVERSALS = {
 }
 
 
-@pytest.mark.parametrize("target", list(_TRAVERSALS.values()), ids=list(_TRAVERSALS))
-def test_traversal_paths_never_leave_the_export(serve, target: str) -> None:  # type: ignore[no-untyped-def]
+def test_traversal_paths_never_leave_the_export(serve) -> None:  # type: ignore[no-untyped-def]
     server = serve()
     server.wait_healthy()
     secret = Path("/etc/passwd").read_text().splitlines()[0].encode()
-    # A raw request: HTTP clients normalise ../ away before sending.
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
-        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        response = b""
-        while chunk := conn.recv(65536):
-            response += chunk
-    status = int(response.split(b" ", 2)[1])
-    assert status in (400, 404), response[:200]
-    assert secret not in response
+    for name, target in _TRAVERSALS.items():
+        # A raw request: HTTP clients normalise ../ away before sending.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            response = b""
+            while chunk := conn.recv(65536):
+                response += chunk
+        status = int(response.split(b" ", 2)[1])
+        assert status in (400, 404), f"{name}: {response[:200]!r}"
+        assert secret not in response, name
