@@ -208,11 +208,14 @@ class Cluster:
     def ports(self) -> list[int]:
         return [r.port for r in self.replicas]
 
-    def start(self, timeout: float = 90) -> None:
-        """Start every replica, all healthy; if one fails, none is left running."""
+    def start(self, timeout: float = 90, gate: Callable[[], None] | None = None) -> None:
+        """Start every replica, all healthy; if one fails, none is left running. `gate` runs
+        once all are launched, before waiting for them (e.g. MigrationGate's release)."""
         try:
             for replica in self.replicas:
                 replica.start()
+            if gate is not None:
+                gate()
             for replica in self.replicas:
                 replica.wait_healthy(timeout)
         except BaseException:

@@ -285,3 +285,39 @@ def base_env(**overrides: str) -> dict[str, str]:
     env.update({"PYTHONUNBUFFERED": "1", "REFLEX_CHECK_LATEST_VERSION": "false"})
     env.update(overrides)
     return env
+
+
+class MigrationGate:
+    """Holds the lock replicas migrate under (working.db's advisory lock), so that a test can
+    start several migrations, see them all wait at the lock, and only then let them go: they
+    meet at the lock by construction, not by how close together they happened to start."""
+
+    _WAITING = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND classid = 0 AND objid = %s AND objsubid = 1"
+    )
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from working.db import _MIGRATION_LOCK_KEY
+
+        self._key = _MIGRATION_LOCK_KEY
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._conn.execute("SELECT pg_advisory_lock(%s)", (self._key,))
+
+    def release_when_waiting(
+        self, count: int, running: Callable[[], bool], timeout: float = 60
+    ) -> None:
+        """Wait until `count` sessions wait at the lock (`running` says the processes are all
+        still there: one that got past the lock fails at once), then release it."""
+
+        def all_waiting() -> bool:
+            assert running(), "a migration ended (or failed) without waiting at the lock"
+            row = self._conn.execute(self._WAITING, (self._key,)).fetchone()
+            return row is not None and row[0] == count
+
+        try:
+            wait_until(all_waiting, timeout, f"{count} migrations waiting at the advisory lock")
+        finally:
+            self._conn.close()  # the session's advisory lock goes with it

@@ -13,12 +13,12 @@ import pytest
 
 from services import (
     PG_PASSWORD_URL,
+    MigrationGate,
     Postgres,
     Server,
     assert_no_password,
     base_env,
     free_port,
-    wait_until,
 )
 from working.contract import contract
 
@@ -157,40 +157,23 @@ def test_migrate_applies_once_and_is_idempotent(pg_url: str) -> None:
 
 @pytest.mark.postgres
 def test_concurrent_migrations_do_not_race(pg_url: str) -> None:
-    # Deterministic: the test holds the migration lock, starts three migrations, sees all three
-    # wait at the lock, then lets them go. Without the lock they would not wait (and race).
-    import psycopg
-
-    from working.db import _MIGRATION_LOCK_KEY
-
-    waiting_at_lock = (
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        " AND classid = 0 AND objid = %s AND objsubid = 1"
-    )
-    with psycopg.connect(pg_url, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "working.entrypoint", "migrate"],
-                env=base_env(DATABASE_URL=pg_url),
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(3)
-        ]
-        try:
-
-            def all_waiting() -> bool:
-                assert all(p.poll() is None for p in procs), "a migration ended past the lock"
-                row = holder.execute(waiting_at_lock, (_MIGRATION_LOCK_KEY,)).fetchone()
-                return row is not None and row[0] == 3
-
-            wait_until(all_waiting, 60, "three migrations waiting at the advisory lock")
-        except BaseException:
-            for p in procs:
-                p.kill()
-            raise
-        holder.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+    # Deterministic: all three wait at the lock the test holds, then go (see MigrationGate).
+    gate = MigrationGate(pg_url)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "working.entrypoint", "migrate"],
+            env=base_env(DATABASE_URL=pg_url),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        gate.release_when_waiting(3, lambda: all(p.poll() is None for p in procs))
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
     outputs = [p.communicate(timeout=60)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     applied = [o for o in outputs if "migrations: applied empty -> 0001" in o]
