@@ -34,7 +34,15 @@ from cluster import (
 )
 from slow_clients import assert_cut_at_the_deadline, start_slow_downloads
 
-from services import PG_PASSWORD, MigrationGate, Postgres, Server, base_env, free_port
+from services import (
+    PG_PASSWORD,
+    MigrationGate,
+    Postgres,
+    Server,
+    assert_no_password,
+    base_env,
+    free_port,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
@@ -124,7 +132,7 @@ def test_redis_unreachable_at_start_exits_3_with_one_line(tmp_path: Path, fronte
     assert errors[0].startswith("[ERROR] redis not reachable after 1.5s"), errors[0]
     assert "raise DB_WAIT_TIMEOUT" in errors[0]
     assert any(line.startswith("[WARN] redis not reachable (attempt 1)") for line in server.lines)
-    assert PG_PASSWORD not in server.output
+    assert_no_password(server.output, url)
     _one_line_events(server)
 
 
