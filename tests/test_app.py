@@ -96,6 +96,21 @@ def test_repeated_failures_lock_the_account(tx) -> None:  # type: ignore[no-unty
     assert tx(auth.log_in, "nobody", "correct horse", TTL).error == "Wrong username or password."
 
 
+def test_the_fifth_failure_throttles_and_the_fourth_does_not(tx) -> None:  # type: ignore[no-untyped-def]
+    # README: "Five failed logins in a row lock the account". The number is written out here,
+    # not read from auth.THROTTLE_AFTER: a test looping over the constant follows any change.
+    tx(auth.sign_up, "four", "correct horse")
+    tx(auth.sign_up, "five", "correct horse")
+    for _ in range(4):
+        assert tx(auth.log_in, "four", "wrong password", TTL).error == "Wrong username or password."
+    assert tx(auth.log_in, "four", "correct horse", TTL).user is not None
+    for _ in range(5):
+        assert tx(auth.log_in, "five", "wrong password", TTL).error == "Wrong username or password."
+    refused = tx(auth.log_in, "five", "correct horse", TTL)
+    assert refused.user is None
+    assert refused.error.startswith("Too many failed logins for this account")
+
+
 def test_notes_belong_to_their_owner(tx) -> None:  # type: ignore[no-untyped-def]
     alice = tx(auth.sign_up, "alice", "correct horse")
     bob = tx(auth.sign_up, "bob", "correct horse")
@@ -139,3 +154,26 @@ def test_a_database_at_head_is_checked_without_alembic(engine: Engine) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_note_cap_is_per_account(tx) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from working.models import Note
+
+    alice = tx(auth.sign_up, "alice", "correct horse")
+    bob = tx(auth.sign_up, "bob", "correct horse")
+    now = datetime.now(UTC)
+    # Alice at the cap, in one transaction (the cap itself is what is under test, not add_note).
+    tx(
+        lambda s: s.add_all(
+            Note(account_id=alice.id, body=f"note {n}", created_at=now)
+            for n in range(notes.NOTES_PER_ACCOUNT_MAX)
+        )
+    )
+    with pytest.raises(notes.NoteError, match=f"You have {notes.NOTES_PER_ACCOUNT_MAX} notes"):
+        tx(notes.add_note, alice.id, "one too many")
+    # Her notes count against her limit only: Bob still adds his.
+    assert tx(notes.add_note, bob.id, "bob's first").body == "bob's first"
+    assert len(tx(notes.list_notes, alice.id)) == notes.NOTES_PER_ACCOUNT_MAX
+    assert [n.body for n in tx(notes.list_notes, bob.id)] == ["bob's first"]

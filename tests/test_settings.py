@@ -105,3 +105,14 @@ def test_empty_is_a_value_where_the_contract_says_so() -> None:
 def test_unset_keeps_the_sqlite_default() -> None:
     assert load({}).database_backend == "sqlite"
     assert load({"DATABASE_URL": "postgresql://u:p@h/d"}).database_backend == "postgresql"
+
+
+@pytest.mark.parametrize("value", ["inf", "1e9", "86401"])
+@pytest.mark.parametrize("var", ["DB_WAIT_TIMEOUT", "SHUTDOWN_TIMEOUT"])
+def test_seconds_have_an_upper_bound(var: str, value: str) -> None:
+    # Without it DB_WAIT_TIMEOUT=inf is accepted and the database wait never gives up.
+    with pytest.raises(ConfigError) as caught:
+        load({var: value})
+    assert str(caught.value).startswith(f"{var} is {value!r}; expected seconds from ")
+    assert str(caught.value).endswith(" to 86400")
+    assert getattr(load({var: "86400"}), var.lower()) == 86400

@@ -13,8 +13,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -181,7 +182,9 @@ def log_out(db: Session, token: str) -> None:
 
 
 def purge_expired_sessions(db: Session) -> int:
-    result = db.execute(delete(LoginSession).where(LoginSession.expires_at <= _now()))
+    statement = delete(LoginSession).where(LoginSession.expires_at <= _now())
+    # A DML statement's result is a CursorResult, though Session.execute is typed as Result.
+    result = cast("CursorResult[Any]", db.execute(statement))
     return result.rowcount or 0
 
 

@@ -171,14 +171,15 @@ def _current_revision(conn) -> str | None:  # type: ignore[no-untyped-def]
 def _head_revision() -> str | None:
     """The newest revision in migrations/versions, read without importing the scripts; None
     unless the revisions form one line (then Alembic decides)."""
-    revisions: dict[str, str | None] = {}
+    revisions: dict[str, object] = {}  # revision -> down_revision (None, a str or a tuple)
     for script in (_MIGRATIONS / "versions").iterdir():
         if not script.name.endswith(".py"):
             continue
         found = _assignments(script.read_text(), ("revision", "down_revision"))
-        if not isinstance(found.get("revision"), str):
+        revision = found.get("revision")
+        if not isinstance(revision, str):
             return None
-        revisions[found["revision"]] = found.get("down_revision")
+        revisions[revision] = found.get("down_revision")
     heads = set(revisions) - set(revisions.values())
     return heads.pop() if len(heads) == 1 else None
 

@@ -199,8 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([contract()["entrypoint"]["default_command"], *(argv or [])])
+    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return command(args)
     except WorkingError as exc:
         _fatal(str(exc))
         return exc.exit_code

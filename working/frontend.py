@@ -184,7 +184,7 @@ def _child_compile(node_modules: Path | None) -> Path:
             plugin_packages.update(plugin.get_frontend_dependencies())
         _check_in_lock(wanted | set(packages) | plugin_packages, web / "package.json")
 
-    js_runtimes.install_frontend_packages = install_from_lock  # type: ignore[assignment]
+    js_runtimes.install_frontend_packages = install_from_lock
     prerequisites.get_compiled_app(prerender_routes=True)
     return web
 

@@ -98,7 +98,7 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     # The logging module's documented switches for what no line here uses: the caller's frame
     # (a stack walk per record), thread and process names. One access line per request makes
     # them a third of the cost of serving a cached page.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

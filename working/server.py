@@ -73,8 +73,9 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
         global _failover
         _failover = failover.install(app)
     draining.install(app)
-    if not settings.allowed_origins:
+    if not settings.allowed_origins and app.sio is not None:
         # Same origin only: Socket.IO checks the Origin against Host (and X-Forwarded-*).
+        # (No Socket.IO server, none to restrict: Reflex makes one only for an app with state.)
         app.sio.eio.cors_allowed_origins = None
     access = AccessLog(_files_first(static, asgi), settings.log_format)
     atexit.register(access.flush)
@@ -158,7 +159,8 @@ class _Server(uvicorn.Server):
         # reconnect to may take their sessions over (with Redis; a no-op otherwise).
         await _retire_sessions()
         # One budget for both drains: what the events took, HTTP requests no longer get.
-        self.config.timeout_graceful_shutdown = max(0.1, budget - spent)
+        # uvicorn declares an int but only hands it to asyncio.wait_for, which takes a float.
+        self.config.timeout_graceful_shutdown = max(0.1, budget - spent)  # type: ignore[assignment]
         await super().shutdown(sockets=sockets)
         if self.force_exit:
             # uvicorn skips the app's own shutdown on a second signal, and the app's lifespan
@@ -221,7 +223,8 @@ def _config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         proxy_headers=True,
         forwarded_allow_ips="*",
         server_header=False,
-        timeout_graceful_shutdown=max(1.0, settings.shutdown_timeout - _AFTER_DRAIN_S),
+        # Whole seconds, as uvicorn's Config declares; rounding down only adds to the reserve.
+        timeout_graceful_shutdown=int(max(1.0, settings.shutdown_timeout - _AFTER_DRAIN_S)),
     )
 
 

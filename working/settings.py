@@ -23,7 +23,7 @@ _T = TypeVar("_T")
 Environment = Literal["dev", "prod"]
 LogFormat = Literal["text", "json"]
 
-_ENVIRONMENTS = {"dev": "dev", "prod": "prod", "production": "prod"}
+_ENVIRONMENTS: dict[str, Environment] = {"dev": "dev", "prod": "prod", "production": "prod"}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
