@@ -179,7 +179,11 @@ def guard_events(app: Any) -> None:
     on_event = namespace.on_event
 
     async def on_bounded_event(sid: str, data: Any) -> None:
-        router_data = data.get("router_data") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            # The bundle sends objects only; Reflex would raise, and log a traceback each time.
+            log.warning("dropped an event from session %s: not an object", sid)
+            return
+        router_data = data.get("router_data")
         if router_data is not None and (
             not isinstance(router_data, dict)
             or len(json.dumps(router_data, default=str)) > MAX_ROUTER_DATA_BYTES

@@ -235,7 +235,8 @@ def configure(level: str = "info", fmt: str = "text") -> None:
 def route_reflex_console() -> None:
     """Reflex's console prints with rich, straight to stdout and stderr, past the formatter:
     while serving, its messages become records of the `reflex` logger like any other."""
-    from reflex_base.utils import console
+    from reflex.utils import console as reexport
+    from reflex_base.utils import console as original
 
     reflex = logging.getLogger("reflex")
 
@@ -256,7 +257,9 @@ def route_reflex_console() -> None:
         ("deprecate", logging.WARNING),
         ("error", logging.ERROR),
     ):
-        setattr(console, name, at(level))
+        # reflex.utils.console re-exports the functions: each module holds its own reference.
+        for console in (original, reexport):
+            setattr(console, name, at(level))
 
 
 logger = logging.getLogger("working")
