@@ -29,9 +29,10 @@ KEEP_ALIVE_TIMEOUT_S: int = _LIMITS["keep_alive_timeout_s"]
 MAX_WEBSOCKET_MESSAGE_BYTES: int = _LIMITS["max_websocket_message_bytes"]
 MAX_ROUTER_DATA_BYTES: int = _LIMITS["max_router_data_bytes"]
 
-# After refusing a request, what the client still sends is read and dropped for this long, so
-# that the kernel does not answer it with a reset that could destroy the response in flight.
+# After refusing a request, what the client still sends is read and dropped for this long (or
+# this much), so that the client reads the answer before the close resets the connection.
 _LINGER_S = 2.0
+_LINGER_BYTES = 1 << 20
 
 
 def _response(status: int, reason: str, text: str) -> bytes:
@@ -71,7 +72,10 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
-            return  # lingering: read and dropped
+            self._head_bytes += len(data)  # lingering: read and dropped
+            if self._head_bytes > MAX_HEAD_BYTES + _LINGER_BYTES:
+                self.transport.close()
+            return
         counted = self._in_head
         if counted:
             self._head_bytes += len(data)
@@ -189,7 +193,7 @@ def guard_events(app: Any) -> None:
             or len(json.dumps(router_data, default=str)) > MAX_ROUTER_DATA_BYTES
         ):
             log.warning(
-                "dropped an event from session %s: router data over %d bytes",
+                "dropped an event from session %s: router data not an object of at most %d bytes",
                 sid,
                 MAX_ROUTER_DATA_BYTES,
             )
