@@ -192,3 +192,62 @@ def test_long_values_are_cut(server: Server) -> None:
     line = next(x for x in server.lines if marker in x)
     assert len(line) < 10_000
     assert "more characters not logged" in line
+
+
+# -- the formatter and the rate limit, in process ---------------------------------------------
+
+
+def test_render_escapes_every_line_break_in_text_and_keeps_json_one_line() -> None:
+    from working.logs import render
+
+    hostile = "a\nb\rc\x1b[31md\u2028e\x85f"
+    text = render("text", "ERROR", "x", hostile, exception="Traceback\n  line\nError: z\n")
+    assert "\n" not in text
+    assert "\r" not in text
+    assert "\x1b" not in text
+    assert "\u2028" not in text
+    assert "\x85" not in text
+    assert text.startswith("[ERROR] a\\nb\\rc\\e[31md\\u2028e\\x85f | Traceback \\n ")
+    line = render("json", "ERROR", "x", hostile)
+    assert "\n" not in line
+    assert json.loads(line)["message"] == hostile
+
+
+def test_reflex_event_dumps_are_masked() -> None:
+    from working.masking import mask_text
+
+    dump = (
+        "Event(name='x', router_data={'token': 'tab-token-1', 'headers': {'cookie': "
+        "'working_session=live-session; theme=dark', 'host': 'h'}}, payload={'form': "
+        "{'username': 'u', 'password': 'hunter2-pw'}, 'a.session_token_rx_state_': 'tok-2'})"
+    )
+    masked = mask_text(dump)
+    for secret in ("tab-token-1", "live-session", "hunter2-pw", "tok-2"):
+        assert secret not in masked
+    assert "'host': 'h'" in masked
+    assert "'username': 'u'" in masked
+
+
+def test_repeated_errors_are_held_back_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from working import logs
+
+    now = [1000.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: now[0])
+    limit = logs._RepeatLimit()
+
+    def record(msg: str, *args: object, level: int = logging.ERROR) -> logging.LogRecord:
+        return logging.LogRecord("engineio.server", level, __file__, 1, msg, args, None)
+
+    admitted = [limit.admit(record("bad packet from %s", i))[0] for i in range(100)]
+    assert sum(admitted) == logs._REPEATS
+    assert limit.admit(record("something else"))[0]  # another kind has its own budget
+    assert limit.admit(record("info", level=logging.INFO))[0]  # below warnings: never limited
+    now[0] += logs._WINDOW_S
+    ok, summaries = limit.admit(record("bad packet from %s", 0))
+    assert ok
+    assert summaries == [
+        f"{100 - logs._REPEATS} more log lines like 'bad packet from %s' in the last 60s were "
+        "not written (rate limit)"
+    ]
