@@ -136,6 +136,16 @@ def test_a_head_just_under_the_limit_is_served(server: Server) -> None:
     assert response.status_code == 200
 
 
+def test_bodies_and_kept_alive_connections_are_not_heads(server: Server) -> None:
+    """Only the head is bounded: a body far larger than the limit, sent on a kept-alive
+    connection between ordinary requests, reaches the app, then the next request is served."""
+    with httpx.Client(timeout=10) as client:
+        for _ in range(3):
+            assert client.get(f"{server.url}/livez").status_code == 200
+            big = client.post(f"{server.url}/livez", content=b"x" * (4 * limits.MAX_HEAD_BYTES))
+            assert big.status_code == 405  # answered by the app, not refused as a head
+
+
 def test_a_trickled_request_head_is_cut_at_the_deadline(server: Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         started = time.monotonic()

@@ -84,7 +84,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         if self._in_head and not counted:  # a new request began within this chunk
             self._head_bytes += len(data)
             self._arm_head_timer()
-        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
             self._refuse(_TOO_LARGE, f"431: request head over {MAX_HEAD_BYTES} bytes")
 
     def eof_received(self) -> bool | None:
@@ -93,6 +93,8 @@ class BoundedHttpTools(HttpToolsProtocol):
         return super().eof_received()
 
     def on_message_begin(self) -> None:
+        # Between requests uvicorn's keep-alive timeout watches the idle connection; the next
+        # request's first bytes begin its head and arm the deadline again (data_received).
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
@@ -102,13 +104,6 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._head_bytes = 0
         self._cancel_head_timer()
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # Until the next request's first byte, uvicorn's keep-alive timeout watches the idle
-        # connection; that byte arms the head deadline again.
-        self._in_head = True
-        self._head_bytes = 0
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None and self.transport is not None:
