@@ -63,6 +63,8 @@ def _cut(value: str, limit: int) -> str:
 
 def escape(value: str) -> str:
     """Control characters as visible escapes: no client text can end a line or start one."""
+    if value.isprintable():  # what nearly every line is, checked in C
+        return value
     return _CONTROL.sub(_escape_char, value)
 
 

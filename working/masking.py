@@ -56,7 +56,7 @@ def mask_text(text: str) -> str:
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
     if "=" in text:
         text = _SECRET_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
-    if ":" in text:
+    if "':" in text or '":' in text:
         text = _SECRET_ITEM.sub(lambda m: f"{m['key']}{MASK}", text)
     for secret in _known_secrets:
         if secret in text:
