@@ -5,6 +5,7 @@ count and time; memory is the server's RSS, read from /proc."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import statistics
 import sys
@@ -177,7 +178,10 @@ def test_a_silent_connection_is_closed_at_the_deadline(server: Server) -> None:
 
 
 def test_security_headers_on_pages_and_api(server: Server) -> None:
-    for path in ("/", "/login", "/livez", "/no-such-page"):
+    index = httpx.get(f"{server.url}/", timeout=10).text
+    asset = re.search(r'/assets/[^"]+\.js', index)
+    assert asset is not None
+    for path in ("/", "/login", asset[0], "/livez", "/health", "/no-such-page", "/_event/"):
         headers = httpx.get(f"{server.url}{path}", timeout=10).headers
         assert headers["x-content-type-options"] == "nosniff", path
         assert headers["x-frame-options"] == "DENY", path

@@ -71,17 +71,22 @@ def policy(export: Path) -> str:
     )
 
 
-class SecurityHeaders:
-    """Adds the headers to each HTTP response that does not already set them."""
+def headers(export: Path) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-security-policy", policy(export).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+    ]
 
-    def __init__(self, app: ASGIApp, export: Path) -> None:
+
+class SecurityHeaders:
+    """Adds the headers to each HTTP response that does not already set them (the backend's;
+    the static files carry them already, see static.py)."""
+
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:
         self.app = app
-        self.headers = [
-            (b"content-security-policy", policy(export).encode()),
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            (b"referrer-policy", b"same-origin"),
-        ]
+        self.headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

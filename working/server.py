@@ -26,13 +26,12 @@ import uvicorn
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import limits, logs, reflex_config, statestore
+from . import limits, logs, reflex_config, security_headers, statestore
 from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
 from .health import Health
 from .masking import describe
-from .security_headers import SecurityHeaders
 from .settings import Settings
 from .static import FrontendFiles
 
@@ -57,7 +56,8 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     from .working import app
 
     http = contract()["http"]
-    static = FrontendFiles(settings.frontend_dir)
+    secure = security_headers.headers(settings.frontend_dir)
+    static = FrontendFiles(settings.frontend_dir, secure)
 
     def attach(api):  # type: ignore[no-untyped-def]
         # Reflex's own /_health answered 500 and a traceback on every request: /health is ours.
@@ -83,8 +83,8 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
         app.sio.eio.cors_allowed_origins = None
     limits.guard_events(app)
     backend = limits.ConnectionLimit(asgi, settings.max_connections_per_client)
-    secured = SecurityHeaders(_files_first(static, backend), settings.frontend_dir)
-    access = AccessLog(secured, settings.log_format)
+    backend = security_headers.SecurityHeaders(backend, secure)
+    access = AccessLog(_files_first(static, backend), settings.log_format)
     atexit.register(access.flush)
     # Everything built so far (the component tree, the compiled app: most of the heap) lives
     # as long as the process. Frozen, the collector stops walking it on every full collection,
