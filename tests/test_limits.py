@@ -365,3 +365,19 @@ def test_forwarded_headers_are_believed_only_from_trusted_proxies(
             assert f"] {expected}:" in line, line
         finally:
             srv.stop()
+
+
+def test_trusted_proxies_setting_is_checked_at_the_edge() -> None:
+    from working.errors import ConfigError
+    from working.settings import load
+
+    assert load({}).forwarded_allow_ips == ("127.0.0.1", "::1")
+    chosen = load({"FORWARDED_ALLOW_IPS": "10.0.1.0/24, 172.18.0.2"}).forwarded_allow_ips
+    assert chosen == ("10.0.1.0/24", "172.18.0.2")
+    with pytest.raises(ConfigError) as error:
+        load({"FORWARDED_ALLOW_IPS": "traefik"})
+    assert "FORWARDED_ALLOW_IPS" in str(error.value)
+    assert "'traefik'" in str(error.value)
+    for name in ("MAX_CONNECTIONS_PER_CLIENT", "STATE_IDLE_TTL"):
+        with pytest.raises(ConfigError, match=name):
+            load({name: "0"})
