@@ -52,7 +52,11 @@ def inline_script_hashes(export: Path) -> list[str]:
 
 
 def policy(export: Path) -> str:
-    scripts = " ".join(["'self'", *inline_script_hashes(export)])
+    # 'unsafe-eval': Reflex's event protocol runs the code of rx.call_script, rx.call_function
+    # and event callbacks with eval() (reflex_base 0.9.2, .templates/web/utils/state.js), and
+    # the log-in flow uses rx.call_script. What is eval'd comes from the server's own events;
+    # an injected <script> element still matches no hash and is refused.
+    scripts = " ".join(["'self'", "'unsafe-eval'", *inline_script_hashes(export)])
     return "; ".join(
         [
             "default-src 'self'",
