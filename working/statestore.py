@@ -6,6 +6,7 @@ for it at start; without: this process's memory, each state dropped soon after i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import dataclasses
@@ -65,15 +66,33 @@ def expire_idle_states(app: Any, ttl: float) -> None:
             before = len(self.states)
             next_deadline = super()._purge_expired_tokens()
             if len(self.states) < before:
-                _return_memory()
+                _trim.soon()
             return next_deadline
 
     app._state_manager = _ExpiringMemory(token_expiration=max(1, round(ttl)))
 
 
-def _return_memory() -> None:
-    # A state tree holds references to its parent: cycles, freed only by the collector; and
-    # glibc keeps freed memory in the process unless asked to give it back.
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+class _Trim:
+    """Returns the memory of dropped states to the system, at most once per `_TRIM_EVERY_S`:
+    a state tree holds references to its parent (cycles, freed only by the collector), and
+    glibc keeps freed memory in the process unless asked to give it back."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._pending: asyncio.TimerHandle | None = None
+
+    def soon(self) -> None:
+        if self._pending is None:
+            delay = max(0.0, self._last + _TRIM_EVERY_S - time.monotonic())
+            self._pending = asyncio.get_running_loop().call_later(delay, self._run)
+
+    def _run(self) -> None:
+        self._pending = None
+        self._last = time.monotonic()
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+_TRIM_EVERY_S = 10.0
+_trim = _Trim()
