@@ -244,7 +244,9 @@ def route_reflex_console() -> None:
 
     def at(level: int):  # type: ignore[no-untyped-def]
         def emit(msg: object, *args: object, **kwargs: object) -> None:
-            reflex.log(level, "%s", msg)
+            # The text as the record's message, without arguments: the repeat limit tells
+            # Reflex's messages apart by their first characters.
+            reflex.log(level, str(msg))
 
         return emit
 
