@@ -26,7 +26,7 @@ import uvicorn
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import draining, reflex_config
+from . import draining, limits, logs, reflex_config, security_headers, statestore
 from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
@@ -56,9 +56,12 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     from .working import app
 
     http = contract()["http"]
-    static = FrontendFiles(settings.frontend_dir)
+    secure = security_headers.headers(settings.frontend_dir)
+    static = FrontendFiles(settings.frontend_dir, secure)
 
     def attach(api):  # type: ignore[no-untyped-def]
+        # Reflex's own /_health answered 500 and a traceback on every request: /health is ours.
+        api.routes[:] = [r for r in api.routes if getattr(r, "path", None) != "/_health"]
         api.routes.insert(0, Route(http["health_path"], health.endpoint, methods=["GET", "HEAD"]))
         api.routes.insert(0, Route(http["liveness_path"], health.livez, methods=["GET", "HEAD"]))
         # Last: what no backend route claims gets the export's 404 page.
@@ -67,17 +70,23 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
 
     app.api_transformer = attach
     asgi = app()
+    logs.route_reflex_console()
     if settings.redis_url:
         from . import failover
 
         global _failover
         _failover = failover.install(app)
+    else:
+        statestore.expire_idle_states(app, settings.state_idle_ttl)
     draining.install(app)
     if not settings.allowed_origins and app.sio is not None:
         # Same origin only: Socket.IO checks the Origin against Host (and X-Forwarded-*).
         # (No Socket.IO server, none to restrict: Reflex makes one only for an app with state.)
         app.sio.eio.cors_allowed_origins = None
-    access = AccessLog(_files_first(static, asgi), settings.log_format)
+    limits.guard_events(app)
+    backend: ASGIApp = limits.ConnectionLimit(asgi, settings.max_connections_per_client)
+    backend = security_headers.SecurityHeaders(backend, secure)
+    access = AccessLog(_files_first(static, backend), settings.log_format)
     atexit.register(access.flush)
     # Everything built so far (the component tree, the compiled app: most of the heap) lives
     # as long as the process. Frozen, the collector stops walking it on every full collection,
@@ -219,9 +228,14 @@ def _config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         log_config=None,
         # Access lines come from AccessLog, batched; uvicorn's own are one logging call each.
         access_log=False,
-        # Traefik terminates TLS; its X-Forwarded-Proto tells the app the page's real scheme.
+        # The request head is bounded in size and time (limits.py); WebSocket messages too.
+        http=limits.BoundedHttpTools,
+        ws_max_size=limits.MAX_WEBSOCKET_MESSAGE_BYTES,
+        timeout_keep_alive=limits.KEEP_ALIVE_TIMEOUT_S,
+        # Traefik terminates TLS; its X-Forwarded-For and -Proto tell the app the client's
+        # address and the page's real scheme, believed only from the proxies named here.
         proxy_headers=True,
-        forwarded_allow_ips="*",
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
         server_header=False,
         # Whole seconds, as uvicorn's Config declares; rounding down only adds to the reserve.
         timeout_graceful_shutdown=int(max(1.0, settings.shutdown_timeout - _AFTER_DRAIN_S)),
@@ -264,7 +278,7 @@ def run_worker(sock: socket.socket, ready: Any) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(exit_code("ok")))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()  # until build_asgi has frozen the app (see entrypoint.serve)
-    from . import db, health, logs
+    from . import db, health
     from .settings import from_environ
 
     settings = from_environ()

@@ -6,6 +6,7 @@ ConfigError naming the variable, the bad value (unless secret) and the expected 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ class Settings:
     allowed_origins: tuple[str, ...]
     web_concurrency: int
     session_ttl: int
+    forwarded_allow_ips: tuple[str, ...]
+    max_connections_per_client: int
+    state_idle_ttl: float
     frontend_dir: Path
     git_commit: str
     app_version: str
@@ -78,6 +82,9 @@ class Settings:
             "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
             "WEB_CONCURRENCY": str(self.web_concurrency),
             "SESSION_TTL": str(self.session_ttl),
+            "FORWARDED_ALLOW_IPS": ",".join(self.forwarded_allow_ips),
+            "MAX_CONNECTIONS_PER_CLIENT": str(self.max_connections_per_client),
+            "STATE_IDLE_TTL": _seconds(self.state_idle_ttl),
             "FRONTEND_DIR": str(self.frontend_dir),
             "GIT_COMMIT": self.git_commit,
             "APP_VERSION": self.app_version,
@@ -114,6 +121,11 @@ def load(environ: Mapping[str, str]) -> Settings:
         allowed_origins=_origins(env.text("ALLOWED_ORIGINS"), environment),
         web_concurrency=web_concurrency,
         session_ttl=int(env.seconds("SESSION_TTL", minimum=60, maximum=90 * 86400)),
+        forwarded_allow_ips=_proxies(env.text("FORWARDED_ALLOW_IPS")),
+        max_connections_per_client=env.integer(
+            "MAX_CONNECTIONS_PER_CLIENT", minimum=1, maximum=100_000
+        ),
+        state_idle_ttl=env.seconds("STATE_IDLE_TTL", minimum=1, maximum=86400),
         frontend_dir=Path(env.text("FRONTEND_DIR")),
         git_commit=env.text("GIT_COMMIT") or "unknown",
         app_version=env.text("APP_VERSION") or _package_version(),
@@ -277,6 +289,23 @@ def _origins(value: str, environment: Environment) -> tuple[str, ...]:
                 "comma-separated origins like https://app.example.com",
             )
     return origins
+
+
+def _proxies(value: str) -> tuple[str, ...]:
+    """Addresses or networks of trusted proxies; * trusts every client's forwarded headers."""
+    entries = tuple(e.strip() for e in value.split(",") if e.strip())
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                "FORWARDED_ALLOW_IPS",
+                f"contains {entry!r}",
+                "comma-separated IP addresses or networks, e.g. 127.0.0.1,10.0.1.0/24",
+            ) from None
+    return entries
 
 
 def _seconds(value: float) -> str:

@@ -94,7 +94,11 @@ class NotesState(AuthState):
 
     @rx.event
     def set_draft(self, value: str):
-        self.draft = value
+        # A tab's state stays small whoever drives it: no draft before login, and no more of one
+        # than the UI needs to say it is too long.
+        if not self.username:
+            return
+        self.draft = value[: notes.NOTE_MAX + 1]
         if len(value) <= notes.NOTE_MAX:
             self.note_error = ""
 
