@@ -138,7 +138,9 @@ def base_layer(venv: Path) -> tuple[Layer, str]:
     layer.directory(image["data_dir"], 0o755, uid, gid)
 
     executable, prefix, stdlib = _interpreter(venv)
-    layer.file(executable)
+    # The venv's bin/python links to the interpreter's python3, which links to python3.11.
+    link = venv / "bin" / "python"
+    layer.library(Path(os.path.normpath(link.parent / os.readlink(link))))
     for lib in (prefix / "lib").glob("libpython3*.so*"):
         layer.file(lib)
     layer.tree(

@@ -127,11 +127,14 @@ class Layer:
                         self.sources[target] = changed
 
     def library(self, host: Path) -> None:
-        """A library at the path the loader resolves, through the host's symlinked directories."""
-        self._host_path(host)
-        real = host.resolve()
-        if real != host:
-            self._host_path(real)
+        """A file at the path a loader or a symlink asks for, with every link on the way
+        (symlinked directories such as merged-/usr's /lib, and chains like python -> python3.11)."""
+        for _ in range(16):
+            self._host_path(host)
+            if not host.is_symlink():
+                return
+            host = Path(os.path.normpath(host.parent / os.readlink(host)))
+        raise RuntimeError(f"{host}: too many symlinks")
 
     def _host_path(self, host: Path) -> None:
         # Recreate a symlinked parent (/lib -> usr/lib on merged-/usr Debian) as a symlink and
