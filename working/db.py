@@ -10,7 +10,8 @@ from contextlib import contextmanager, suppress
 from importlib import resources
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import MigrationError, WorkingError
@@ -91,6 +92,14 @@ def ping(eng: Engine) -> float:
     with eng.connect() as conn:
         conn.execute(text("SELECT 1"))
     return (time.perf_counter() - started) * 1000
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (down, restarting, pool exhausted),
+    as opposed to a bug: the user is told the database is down, not "something went wrong"."""
+    return isinstance(exc, OperationalError | PoolTimeout) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 def wait_for_db(eng: Engine, timeout: float) -> None:

@@ -145,9 +145,16 @@ class NotesState(AuthState):
         return None
 
 
+DATABASE_DOWN = (
+    "The database is unreachable right now: signing in and notes are unavailable until it is "
+    "back. Nothing you saved before is lost."
+)
+
+
 class StatusState(rx.State):
     status: str = "unknown"
     report: str = ""
+    outage: str = ""
 
     @rx.event
     async def refresh(self):
@@ -155,6 +162,7 @@ class StatusState(rx.State):
         code, body = await monitor.report()
         self.status = f"{body['status']} ({code})"
         self.report = json.dumps(body, indent=2)
+        self.outage = DATABASE_DOWN if body["database"]["status"] != "connected" else ""
 
 
 def navbar() -> rx.Component:
@@ -283,6 +291,7 @@ def notes_page() -> rx.Component:
 def status_page() -> rx.Component:
     return layout(
         rx.heading("Status", size="6"),
+        error_callout(StatusState.outage, "outage"),
         rx.text("Live result of GET /health: ", rx.code(StatusState.status, id="health-status")),
         rx.el.pre(StatusState.report, id="health-report"),
         rx.button("Refresh", on_click=StatusState.refresh),
@@ -291,7 +300,14 @@ def status_page() -> rx.Component:
 
 def log_event_error(exception: Exception) -> EventSpec:
     """An event handler failed: one masked log line (the formatter folds the traceback), and a
-    message for the user that gives nothing away."""
+    message for the user that gives nothing away but says when the database is the cause."""
+    if db.is_outage(exception):
+        # Expected while the database is down; /health logs the outage once, not per click.
+        log.warning("event handler failed: database unreachable")
+        return rx.toast.error(
+            "The database is unreachable right now; please try again shortly (see Status).",
+            id="database-down",
+        )
     log.error("event handler failed: %s", exception, exc_info=exception)
     return rx.toast.error("Something went wrong; please try again.")
 
