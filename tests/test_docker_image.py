@@ -9,6 +9,8 @@ HEALTHCHECK, run by the engine.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Iterator
@@ -216,3 +218,35 @@ def test_database_outage_keeps_the_container_healthy_and_health_503(
             30,
             "/health back to 200 after the database returned",
         )
+
+
+def test_smoke_script_in_container_mode(standin_image, database) -> None:  # type: ignore[no-untyped-def]
+    # The deploy job's smoke test (.github/scripts/smoke.py), here with its container mode:
+    # health with the commit, a WebSocket event round trip, the user, and docker stop -> 0.
+    with _run_app(standin_image, database) as container:
+        url = f"http://127.0.0.1:{container.port(PORT)}"
+        smoke = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / ".github" / "scripts" / "smoke.py"),
+                url,
+                "--container",
+                container.id,
+                "--commit",
+                standin_image.revision,
+                "--service",
+                CONTRACT["service"],
+                "--wait",
+                str(HEALTHY_WITHIN),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=HEALTHY_WITHIN + 120,
+            check=False,
+        )
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        passed = [line.split()[1] for line in smoke.stdout.splitlines() if line.startswith("ok ")]
+        checks = {"health:", "websocket:", "event:", "user:", "stop:"}
+        assert checks <= set(passed), smoke.stdout
+        assert f"runs as uid {IMAGE['uid']}" in smoke.stdout
+        assert container.exit_code() == 0
