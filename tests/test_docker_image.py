@@ -64,7 +64,6 @@ def _url(database: tuple[str, Container]) -> str:
 
 def _run_app(standin, database, *extra: str):  # type: ignore[no-untyped-def]
     net, _ = database
-    volume = name("data")
     return running(
         "--name",
         name("app"),
@@ -72,8 +71,10 @@ def _run_app(standin, database, *extra: str):  # type: ignore[no-untyped-def]
         net,
         "--publish",
         f"127.0.0.1::{PORT}",
+        # An anonymous volume: filled from the image's /data (owner included) as a named one
+        # is, and removed with the container.
         "--volume",
-        f"{volume}:{IMAGE['data_dir']}",
+        IMAGE["data_dir"],
         "--env",
         f"DATABASE_URL={_url(database)}",
         *_compose_flags(),
