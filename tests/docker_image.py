@@ -189,7 +189,7 @@ def build(work: Path, export: Path, tag: str = TAG) -> StandIn:
     frontend.tree(export, frontend_path)
     archive = work / "image.tar"
     write_archive(archive, tag, config, [base, venv_layer(venv, venv_path), frontend])
-    docker_load(archive)
+    docker_load(archive, tag)
     return StandIn(tag, archive, rev, venv_path, frontend_path, version, config)
 
 

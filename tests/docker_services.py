@@ -46,7 +46,7 @@ def _load(tag: str, config: dict, layer: Layer) -> None:
     with tempfile.TemporaryDirectory(prefix="working-image-") as tmp:
         archive = Path(tmp) / "image.tar"
         write_archive(archive, tag, config, [layer])
-        docker_load(archive)
+        docker_load(archive, tag)
 
 
 @functools.cache  # once per test session: the engine keeps the image

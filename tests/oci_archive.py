@@ -223,7 +223,10 @@ def _add_bytes(archive: tarfile.TarFile, name: str, content: bytes) -> None:
     archive.addfile(info, io.BytesIO(content))
 
 
-def docker_load(archive: Path) -> None:
+def docker_load(archive: Path, tag: str) -> None:
+    """Load the archive; the image that had this tag before is removed (unless a container
+    still uses it), so repeated local runs do not pile up untagged images."""
+    subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
     result = subprocess.run(
         ["docker", "load", "--input", str(archive)], capture_output=True, text=True, check=False
     )
