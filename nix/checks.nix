@@ -20,9 +20,9 @@ let
 in
 {
   # Tests that need a browser or the network cannot run in the sandbox, the Nix tests need a
-  # Nix inside it, and the privileged ones (namespaces, setpriv) need root: all are deselected
-  # by marker. PostgreSQL and Redis come from nixpkgs, on PATH for the fixtures; the servers
-  # under test serve the frontend export this flake builds.
+  # Nix inside it, the privileged ones (namespaces, setpriv) need root and the docker ones an
+  # engine: all are deselected by marker. PostgreSQL and Redis come from nixpkgs, on PATH for
+  # the fixtures; the servers under test serve the frontend export this flake builds.
   pytest =
     runCommand "working-pytest"
       {
@@ -44,7 +44,7 @@ in
         chmod -R u+w source
         cd source
         export HOME=$(mktemp -d)
-        python -m pytest -p no:cacheprovider -m "not browser and not network and not nix and not privileged"
+        python -m pytest -p no:cacheprovider -m "not browser and not network and not nix and not privileged and not docker"
         touch $out
       '';
 

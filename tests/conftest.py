@@ -18,7 +18,7 @@ from services import REPO, Postgres
 # In CI a test that needs a real service or browser must run: a skip there is a failure.
 # The one exception is `nix_sources`: copies of nixpkgs.lib, pyproject.nix and uv2nix that no
 # CI run can download (tests/test_nix.py says how to get them).
-_MUST_RUN = {"postgres", "redis", "browser", "nix", "privileged"}
+_MUST_RUN = {"postgres", "redis", "browser", "nix", "privileged", "docker"}
 _counter = itertools.count()
 
 
@@ -108,6 +108,26 @@ def frontend_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A Docker engine and the compose plugin (.ci/run installs and starts both)."""
+    from containers import engine_problem
+
+    problem = engine_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def standin_image(
+    docker_engine: None, frontend_export: Path, tmp_path_factory: pytest.TempPathFactory
+):  # type: ignore[no-untyped-def]
+    """The stand-in for the Nix image (tests/docker_image.py), built and loaded once."""
+    import docker_image
+
+    return docker_image.build(tmp_path_factory.mktemp("standin"), frontend_export)
 
 
 @pytest.fixture

@@ -1,0 +1,191 @@
+"""compose.yaml for real: `docker compose up` on a Docker engine, with tests/compose.docker.yaml
+adding only what a test machine lacks (locally built images, a PostgreSQL, a proxy in place of
+Coolify's Traefik).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from containers import Compose, Container, name
+from docker_services import PROXY_PORT, postgres_image, proxy_image, redis_image
+
+from services import PG_PASSWORD_URL, REPO, wait_until
+from test_compose import COMPOSE, parse_duration
+from working.contract import contract
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+OVERRIDE = REPO / "tests" / "compose.docker.yaml"
+CONTRACT = contract()
+# compose.yaml's healthcheck probes every 10 s (engine 20.10 has no start_interval).
+HEALTHY_WITHIN = 120
+
+
+@pytest.fixture(scope="module")
+def images(standin_image):  # type: ignore[no-untyped-def]
+    postgres_image()
+    redis_image()
+    proxy_image()
+    return standin_image
+
+
+@pytest.fixture
+def project(images, tmp_path: Path) -> Iterator[Compose]:  # type: ignore[no-untyped-def]
+    image, tag = images.tag.split(":")
+    env = {
+        "IMAGE": image,
+        "IMAGE_TAG": tag,
+        "DATABASE_URL": f"postgresql://app:{PG_PASSWORD_URL}@postgres:5432/app",
+        "SHUTDOWN_TIMEOUT": "10",
+    }
+    compose = Compose(name("compose").replace("-", ""), [COMPOSE, OVERRIDE], env, tmp_path)
+    try:
+        yield compose
+    finally:
+        compose.down()
+
+
+def _proxy_url(compose: Compose) -> str:
+    address = compose.run("port", "proxy", str(PROXY_PORT)).strip().splitlines()[-1]
+    return f"http://{address}"
+
+
+class _ResetLoader(yaml.SafeLoader):
+    """Compose's `!reset` tag, read as the string "!reset"."""
+
+
+_ResetLoader.add_constructor("!reset", lambda loader, node: "!reset")
+
+
+def test_override_adds_only_what_the_machine_lacks() -> None:
+    base = yaml.safe_load(COMPOSE.read_text())["services"]
+    override = yaml.load(OVERRIDE.read_text(), Loader=_ResetLoader)["services"]  # noqa: S506 (a SafeLoader)
+    # Only the healthcheck's start_interval, which this engine (20.10) does not have.
+    assert override["app"] == {"healthcheck": {"start_interval": "!reset"}}
+    assert "start_interval" in base["app"]["healthcheck"]
+    assert set(override) == {"app", "postgres", "redis", "proxy"}
+    assert set(override["redis"]) == {"image", "command"}
+    assert override["redis"]["command"] == [*base["redis"]["command"], "--protected-mode", "no"]
+
+
+def test_compose_up_healthy_then_stop_drains_and_down(project: Compose) -> None:
+    started = time.monotonic()
+    project.run("up", "--detach", "--wait", "--wait-timeout", str(HEALTHY_WITHIN))
+    up_s = time.monotonic() - started
+    (app,) = project.containers("app")
+    assert app.health == "healthy"
+    url = _proxy_url(project)
+    health = httpx.get(f"{url}/health", timeout=10)
+    assert health.status_code == 200, health.text
+    body = health.json()
+    assert body["database"]["backend"] == "postgresql"
+    assert body["git_commit"] == images_revision(app)
+
+    # What compose.yaml asks of the container, as this engine applied it.
+    host = app.inspect()["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert "/tmp" in host["Tmpfs"]
+    assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host["Memory"] == 512 * 1024 * 1024
+    assert (
+        app.inspect()["Config"]["User"] == f"{CONTRACT['image']['uid']}:{CONTRACT['image']['gid']}"
+    )
+
+    stopped = time.monotonic()
+    project.run("stop", "app")
+    stop_s = time.monotonic() - stopped
+    assert app.exit_code() == 0, app.logs()
+    assert stop_s < parse_duration("30s")
+    assert "[INFO] SIGTERM: draining" in app.logs()
+    print(f"\n[measure] compose up --wait {up_s:.1f}s, stop {stop_s:.1f}s")
+
+
+def images_revision(app: Container) -> str:
+    env = dict(item.split("=", 1) for item in app.inspect()["Config"]["Env"])
+    return env["GIT_COMMIT"]
+
+
+# -- two replicas behind the proxy, with Redis, under a browser ----------------------------------
+
+
+def _sockets(replicas: list[Container]) -> list[int]:
+    """WebSockets each replica accepted (the log masks the tab's token, so a tab's replica is
+    the one whose count grew while only that tab was open)."""
+    return [r.logs().count("WebSocket /_event") for r in replicas]
+
+
+def _add_note(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    before = page.locator(".note").count()
+    page.locator("#note-body").fill(text)
+    page.locator("#note-submit").click()
+    page.locator(".note").nth(before).wait_for()
+
+
+@pytest.mark.browser
+def test_redis_profile_two_replicas_browser_survives_a_stopped_replica(
+    project: Compose, browser
+) -> None:  # type: ignore[no-untyped-def]
+    project.env.update(COMPOSE_PROFILES="redis", REDIS_URL="redis://redis:6379/0")
+    project.run(
+        "up", "--detach", "--wait", "--wait-timeout", str(HEALTHY_WITHIN), "--scale", "app=2"
+    )
+    replicas = project.containers("app")
+    assert len(replicas) == 2
+    assert all(r.health == "healthy" for r in replicas)
+    (redis,) = project.containers("redis")
+    assert redis.health == "healthy"
+    url = _proxy_url(project)
+    body = httpx.get(f"{url}/health", timeout=10).json()
+    assert body["redis"]["status"] == "connected", body
+
+    user = f"compose{os.getpid() % 10000}"
+    context = browser.new_context()
+    page = context.new_page()
+    before = _sockets(replicas)
+    page.goto(f"{url}/signup")
+    page.locator("#username").fill(user)
+    page.locator("#password").fill("a good password")
+    page.locator("#signup-form-submit").click()
+    page.wait_for_url(f"{url}/notes")
+    page.locator("#current-user").filter(has_text=user).wait_for()
+    _add_note(page, "before")
+    draft = "an unsaved draft"
+    page.locator("#note-body").fill(draft)
+    page.locator("#note-length").filter(has_text=f"{len(draft)} / ").wait_for()
+    token = page.evaluate("window.sessionStorage.getItem('token')")
+
+    counts = [n - m for n, m in zip(_sockets(replicas), before, strict=True)]
+    assert sorted(counts) == [0, 1], counts
+    victim = replicas[counts.index(1)]
+    other, other_before = replicas[counts.index(0)], before[counts.index(0)]
+    stopped = time.monotonic()
+    victim.stop(timeout=30)
+    assert victim.exit_code() == 0, victim.logs()
+    assert "[INFO] SIGTERM: draining" in victim.logs()
+
+    wait_until(
+        lambda: _sockets([other])[0] > other_before,
+        30,
+        "the page reconnected to the other replica",
+        0.1,
+    )
+    reconnect_s = time.monotonic() - stopped
+    # The page is live on the other replica with the same token and state (kept in Redis).
+    page.locator("#note-length").filter(has_text=f"{len(draft)} / ").wait_for()
+    assert page.locator("#note-body").input_value() == draft
+    assert page.evaluate("window.sessionStorage.getItem('token')") == token
+    assert page.locator(".note-body").all_inner_texts() == ["before"]
+    _add_note(page, "after")
+    page.reload()
+    page.locator(".note").nth(1).wait_for()
+    assert page.locator(".note-body").all_inner_texts() == ["after", "before"]
+    context.close()
+    print(f"\n[measure] compose: page on the other replica {reconnect_s:.1f}s after docker stop")
