@@ -273,7 +273,8 @@ def test_healthcheck_is_the_images_own_subcommand(app, contract):
     assert parse_duration(healthcheck["start_period"]) == hc["start_period_s"]
     # The subcommand gives up before Docker kills it, so a failure is reported, not a timeout.
     assert hc["request_timeout_s"] < parse_duration(healthcheck["timeout"])
-    assert parse_duration(healthcheck["start_interval"]) < parse_duration(healthcheck["interval"])
+    # Compose refuses start_interval below Docker Engine 25; Coolify accepts Engine 24.
+    assert "start_interval" not in healthcheck
 
 
 def test_port_is_exposed_not_published(app, contract):
