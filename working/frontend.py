@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import FrontendError
+from .nodejs import require_node_and_npm
 
 LOCK_DIR = Path("nix") / "frontend"
 LOCK_FILES = ("package.json", "package-lock.json")
@@ -49,6 +50,7 @@ def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> No
     """
     out = out.absolute()
     lock_dir = _check_lock_dir(lock_dir)
+    require_node_and_npm()
     if node_modules is None:
         node_modules = provision(lock_dir, _cache_dir() / _lock_digest(lock_dir))
     verify_node_modules(node_modules.absolute(), lock_dir)
@@ -133,6 +135,7 @@ def _publish(export: Path, out: Path) -> None:
 def refresh_lock(lock_dir: Path = LOCK_DIR) -> None:
     """Let Reflex install what this app needs from the registry, and keep the resulting lock."""
     lock_dir = lock_dir.absolute()
+    require_node_and_npm()
     with tempfile.TemporaryDirectory(prefix="working-lock-") as tmp:
         web = Path(tmp) / ".web"
         env = _reflex_environment(web) | {
