@@ -13,7 +13,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,4 +158,63 @@ def test_a_lock_missing_a_package_fails_in_one_line(node_modules: Path, tmp_path
     assert "sonner@" in errors[0]
     assert f'run "{frontend.REFRESH_COMMAND}"' in errors[0]
     assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _lock_variant(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """The committed manifest and a changed copy of the committed lock."""
+    lock = tmp_path / "lock"
+    lock.mkdir()
+    shutil.copyfile(LOCK / "package.json", lock / "package.json")
+    locked = json.loads((LOCK / "package-lock.json").read_text())
+    change(locked)
+    (lock / "package-lock.json").write_text(json.dumps(locked))
+    return lock
+
+
+def _assert_one_line_naming(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    errors = [line for line in result.stdout.splitlines() if line.startswith("[ERROR]")]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert len(errors) == 1, result.stdout
+    assert errors[0].startswith("[ERROR] the app needs frontend packages the committed lock lacks")
+    assert f'run "{frontend.REFRESH_COMMAND}"' in errors[0]
+    for needle in needles:
+        assert needle in errors[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_package_the_manifest_declares_but_the_lock_lacks_fails_in_one_line(
+    node_modules: Path, tmp_path: Path
+) -> None:
+    """npm ls finds the app's `sonner` missing from the lock's tree."""
+
+    def drop_sonner(locked: dict[str, Any]) -> None:
+        del locked["packages"]["node_modules/sonner"]
+
+    lock = _lock_variant(tmp_path, drop_sonner)
+    result = _offline_build(tmp_path / "out", node_modules, lock)
+    _assert_one_line_naming(result, "(sonner@")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_locked_version_outside_the_apps_range_fails_in_one_line(
+    node_modules: Path, tmp_path: Path
+) -> None:
+    """The lock has sonner 1.7.4; the app asks for 2.0.8: npm ls calls it invalid."""
+
+    def old_sonner(locked: dict[str, Any]) -> None:
+        locked["packages"]["node_modules/sonner"]["version"] = "1.7.4"
+
+    lock = _lock_variant(tmp_path, old_sonner)
+    # node_modules as the lock says (sonner at 1.7.4): only the range check can fail.
+    installed = tmp_path / "tree" / "node_modules"
+    installed.mkdir(parents=True)
+    for entry in node_modules.iterdir():
+        if entry.name != "sonner":
+            (installed / entry.name).symlink_to(entry)
+    (installed / "sonner").mkdir()
+    (installed / "sonner" / "package.json").write_text('{"name": "sonner", "version": "1.7.4"}')
+
+    result = _offline_build(tmp_path / "out", installed, lock)
+    _assert_one_line_naming(result, "sonner@", "(lock has 1.7.4)")
     assert not (tmp_path / "out").exists()

@@ -43,12 +43,20 @@ def serve(args: argparse.Namespace) -> int:
         settings.masked()["REDIS_URL"] or "none",
         settings.web_concurrency,
     )
+    # Before the database wait: a machine that cannot build the frontend says so at once.
+    build_needed = _frontend_build_needed(settings)
     _prepare_database(settings, migrate=settings.run_migrations)
     if settings.redis_url:
         from .statestore import wait_for_redis
 
         wait_for_redis(settings.redis_url, settings.db_wait_timeout)
-    _ensure_frontend(settings)
+    if build_needed:
+        from . import frontend
+
+        log.info(
+            "no frontend export in %s: building it once (about a minute)", settings.frontend_dir
+        )
+        frontend.build(settings.frontend_dir, node_modules=None)
 
     from . import db, health, server
 
@@ -121,20 +129,21 @@ def _settings() -> Settings:
     return settings
 
 
-def _ensure_frontend(settings: Settings) -> None:
+def _frontend_build_needed(settings: Settings) -> bool:
+    """False when FRONTEND_DIR holds an export; True when it can be built there (Node is here)."""
     from .static import is_export
 
     if is_export(settings.frontend_dir):
-        return
+        return False
     if settings.frontend_dir.exists() and any(settings.frontend_dir.iterdir()):
         raise FrontendError(
             f"FRONTEND_DIR={settings.frontend_dir} is not a frontend export "
             "(no index.html and assets/); point it at one or at an empty directory"
         )
-    from . import frontend
+    from .nodejs import require_node_and_npm
 
-    log.info("no frontend export in %s: building it once (about a minute)", settings.frontend_dir)
-    frontend.build(settings.frontend_dir, node_modules=None)
+    require_node_and_npm()
+    return True
 
 
 def _prepare_database(settings: Settings, *, migrate: bool) -> None:

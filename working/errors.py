@@ -26,7 +26,7 @@ class ConfigError(WorkingError):
 
 
 class DependencyError(WorkingError):
-    """The database or Redis did not become reachable in time."""
+    """An outside dependency is missing: the database or Redis in time, Node.js for a build."""
 
     exit_code_name = "dependency"
 

@@ -3,8 +3,9 @@
 One build, used by everyone (the Nix derivation, the tests, `working serve` on a fresh machine):
 compile the Reflex app, then `react-router build`, with `node_modules` provisioned beforehand
 from `nix/frontend/package-lock.json`. Reflex's own install step (`npm install` and `npm add`
-against the registry) is replaced by a check that what the app asks for is in the lock; if it is
-not, the build stops with one line naming the command that refreshes the lock.
+against the registry) is replaced by npm's own check that what the app asks for is in the lock
+(`npm ls --package-lock-only`, offline); if it is not, the build stops with one line naming the
+command that refreshes the lock.
 
 Only a private temporary directory and `out` are written, so the build runs from a read-only
 source tree (the Nix store) with a writable HOME and TMPDIR.
@@ -23,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import FrontendError
+from .nodejs import require_node_and_npm
 
 LOCK_DIR = Path("nix") / "frontend"
 LOCK_FILES = ("package.json", "package-lock.json")
@@ -49,6 +51,7 @@ def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> No
     """
     out = out.absolute()
     lock_dir = _check_lock_dir(lock_dir)
+    require_node_and_npm()
     if node_modules is None:
         node_modules = provision(lock_dir, _cache_dir() / _lock_digest(lock_dir))
     verify_node_modules(node_modules.absolute(), lock_dir)
@@ -65,8 +68,9 @@ def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> No
 
 
 def check_lock(lock_dir: Path = LOCK_DIR) -> None:
-    """Compile the app (no npm, no network) and check the lock holds what it asks for."""
+    """Compile the app (no network) and check the lock holds what it asks for (npm ls)."""
     lock_dir = _check_lock_dir(lock_dir)
+    require_node_and_npm()
     with tempfile.TemporaryDirectory(prefix="working-frontend-") as tmp:
         env = _reflex_environment(Path(tmp) / ".web") | {"WORKING_FRONTEND_LOCK": str(lock_dir)}
         _run_child("check", env=env, cwd=tmp)
@@ -133,6 +137,7 @@ def _publish(export: Path, out: Path) -> None:
 def refresh_lock(lock_dir: Path = LOCK_DIR) -> None:
     """Let Reflex install what this app needs from the registry, and keep the resulting lock."""
     lock_dir = lock_dir.absolute()
+    require_node_and_npm()
     with tempfile.TemporaryDirectory(prefix="working-lock-") as tmp:
         web = Path(tmp) / ".web"
         env = _reflex_environment(web) | {
@@ -214,16 +219,26 @@ def _base_packages(package_json: Path) -> set[str]:
 
 
 def _check_in_lock(specs: Iterable[str], package_json: Path) -> None:
-    """Each `name@range` Reflex asks for is a direct dependency, locked at a version in range."""
-    manifest = json.loads(package_json.read_text())
-    direct = {**manifest.get("dependencies", {}), **manifest.get("devDependencies", {})}
-    locked = json.loads(package_json.with_name("package-lock.json").read_text())["packages"]
-    missing = []
-    for spec in sorted(specs):
-        name, wanted = _split_spec(spec)
-        version = locked.get(f"node_modules/{name}", {}).get("version")
-        if name not in direct or version is None or not _satisfies(version, wanted, direct[name]):
-            missing.append(spec)
+    """Each `name@range` Reflex asks for is a direct dependency, locked at a version in range.
+
+    The ranges are npm's to judge: `npm ls --package-lock-only` reads the lock as the installed
+    tree (no node_modules, no network) and checks it against a manifest that asks for exactly
+    these ranges. Two ranges for one name are joined with a space, npm's "and". Measured here:
+    about 1 s per build (of 18-22 s), against 3 ms for the hand-written matcher it replaced;
+    the second is worth npm's full range grammar (~, x, ||, prereleases) and no matcher to keep.
+    """
+    direct = _direct_dependencies(package_json)
+    wanted: dict[str, list[str]] = {}
+    for spec in sorted(set(specs)):
+        name, version_range = _split_spec(spec)
+        wanted.setdefault(name, []).append(version_range or "*")
+    # Only what the committed manifest declares is sure to be installed by `npm ci`.
+    missing = [
+        f"{name}@{' '.join(ranges)}" for name, ranges in wanted.items() if name not in direct
+    ]
+    asked = {name: " ".join(ranges) for name, ranges in wanted.items() if name in direct}
+    problems = _npm_lock_problems(asked, package_json.with_name("package-lock.json"))
+    missing += [f"{name}@{asked[name]}{problem}" for name, problem in sorted(problems.items())]
     if missing:
         raise FrontendError(
             f"the app needs frontend packages the committed lock lacks ({', '.join(missing)}); "
@@ -231,28 +246,49 @@ def _check_in_lock(specs: Iterable[str], package_json: Path) -> None:
         )
 
 
+def _direct_dependencies(package_json: Path) -> dict[str, str]:
+    manifest = json.loads(package_json.read_text())
+    return {**manifest.get("dependencies", {}), **manifest.get("devDependencies", {})}
+
+
 def _split_spec(spec: str) -> tuple[str, str]:
     scope = "@" if spec.startswith("@") else ""
-    name, _, wanted = spec.removeprefix("@").partition("@")
-    return scope + name, wanted
+    name, _, version_range = spec.removeprefix("@").partition("@")
+    return scope + name, version_range
 
 
-def _satisfies(version: str, wanted: str, declared: str) -> bool:
-    """Enough of npm's ranges for what Reflex writes: none, exact, ^caret; else as declared."""
-    if not wanted:
-        return True
-    if wanted[0].isdigit():
-        return version == wanted
-    if wanted.startswith("^") and wanted[1:2].isdigit():
-        have, want = _numbers(version), _numbers(wanted[1:])
-        fixed = next((i for i, n in enumerate(want) if n != 0), 2) + 1  # ^0.1.2 fixes 0.1
-        return have[:fixed] == want[:fixed] and have >= want
-    return wanted == declared
-
-
-def _numbers(version: str) -> tuple[int, ...]:
-    core = version.split("-", 1)[0].split("+", 1)[0]
-    return tuple(int(part) for part in core.split(".")[:3])
+def _npm_lock_problems(asked: dict[str, str], package_lock: Path) -> dict[str, str]:
+    """npm's verdict on `asked` (name -> range) against the lock: name -> "" or " (lock has v)"."""
+    with tempfile.TemporaryDirectory(prefix="working-lock-check-") as tmp:
+        root = Path(tmp)
+        lock = json.loads(package_lock.read_text())
+        manifest = {"name": lock.get("name", "app"), "dependencies": asked}
+        (root / "package.json").write_text(json.dumps(manifest))
+        shutil.copyfile(package_lock, root / "package-lock.json")
+        result = subprocess.run(
+            _npm("ls", "--package-lock-only", "--json", "--depth=0", "--logs-max=0"),
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    try:
+        tree = json.loads(result.stdout)
+    except ValueError:
+        tree = {}
+    found = tree.get("dependencies", {})
+    problems = {
+        name: "" if entry.get("missing") else f" (lock has {entry.get('version')})"
+        for name, entry in found.items()
+        if name in asked and (entry.get("missing") or entry.get("invalid"))
+    }
+    if result.returncode != 0 and not problems:
+        detail = (tree.get("error", {}).get("summary") or result.stderr).strip().splitlines()
+        raise FrontendError(
+            f"npm ls could not check {package_lock} (exit {result.returncode}): "
+            f"{detail[-1] if detail else 'no output'}"
+        )
+    return problems
 
 
 def _link_node_modules(source: Path, target: Path) -> None:
