@@ -69,7 +69,10 @@ def expire_idle_states(app: Any, ttl: float) -> None:
                 _trim.soon()
             return next_deadline
 
-    app._state_manager = _ExpiringMemory(token_expiration=max(1, round(ttl)))
+    # Reflex 0.9.2's StateManager declares get_state/set_state/modify_state as overloads over an
+    # abstract method; StateManagerMemory overrides the implementation only, which mypy reports
+    # as still abstract. The class is concrete: Reflex instantiates it the same way.
+    app._state_manager = _ExpiringMemory(token_expiration=max(1, round(ttl)))  # type: ignore[abstract]
 
 
 class _Trim:
