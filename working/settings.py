@@ -49,6 +49,10 @@ class Settings:
     allowed_origins: tuple[str, ...]
     web_concurrency: int
     session_ttl: int
+    login_workers: int
+    login_queue: int
+    login_rate: int
+    login_rate_total: int
     frontend_dir: Path
     git_commit: str
     app_version: str
@@ -78,6 +82,10 @@ class Settings:
             "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
             "WEB_CONCURRENCY": str(self.web_concurrency),
             "SESSION_TTL": str(self.session_ttl),
+            "LOGIN_WORKERS": str(self.login_workers),
+            "LOGIN_QUEUE": str(self.login_queue),
+            "LOGIN_RATE": str(self.login_rate),
+            "LOGIN_RATE_TOTAL": str(self.login_rate_total),
             "FRONTEND_DIR": str(self.frontend_dir),
             "GIT_COMMIT": self.git_commit,
             "APP_VERSION": self.app_version,
@@ -114,6 +122,10 @@ def load(environ: Mapping[str, str]) -> Settings:
         allowed_origins=_origins(env.text("ALLOWED_ORIGINS"), environment),
         web_concurrency=web_concurrency,
         session_ttl=int(env.seconds("SESSION_TTL", minimum=60, maximum=90 * 86400)),
+        login_workers=env.integer("LOGIN_WORKERS", minimum=1, maximum=64),
+        login_queue=env.integer("LOGIN_QUEUE", minimum=0, maximum=10000),
+        login_rate=env.integer("LOGIN_RATE", minimum=1, maximum=1_000_000),
+        login_rate_total=env.integer("LOGIN_RATE_TOTAL", minimum=1, maximum=1_000_000),
         frontend_dir=Path(env.text("FRONTEND_DIR")),
         git_commit=env.text("GIT_COMMIT") or "unknown",
         app_version=env.text("APP_VERSION") or _package_version(),
