@@ -301,6 +301,38 @@ def test_a_login_flood_leaves_health_and_other_users_alone(server) -> None:  # t
     assert max(latencies) < 5.0, report
 
 
+def _flood(url: str, ready, go, results) -> None:  # type: ignore[no-untyped-def]
+    """The attackers' process: FLOOD tabs connect, then all log in at once when told."""
+
+    async def run() -> tuple[list[str], float]:
+        setup = asyncio.Semaphore(25)
+
+        async def connect() -> ReflexClient:
+            async with setup:
+                c = ReflexClient(url, connect_timeout=60)
+                await c.connect()
+                await c.hydrate("/login", timeout=60)
+                return c
+
+        async def attack(n: int, c: ReflexClient) -> str:
+            form = {"username": f"nobody{n}x{uuid.uuid4().hex[:6]}", "password": "guess guess"}
+            updates = await c.event(
+                full_name("AuthState.log_in"), {"form": form}, until=_auth_error, timeout=120
+            )
+            return str(delta_for(updates, AUTH)["auth_error"])
+
+        tabs = await asyncio.gather(*(connect() for _ in range(FLOOD)))
+        ready.set()
+        await asyncio.to_thread(go.wait, 120)
+        started = time.perf_counter()
+        answers = await asyncio.gather(*(attack(n, c) for n, c in enumerate(tabs)))
+        took = time.perf_counter() - started
+        await asyncio.gather(*(c.close() for c in tabs))
+        return answers, took
+
+    results.put(asyncio.run(run()))
+
+
 async def _timed(awaitable) -> float:  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     await awaitable
