@@ -115,6 +115,3 @@ class LoginGuard:
 
     def _submit(self, fn: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
         return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
