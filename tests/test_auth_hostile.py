@@ -200,3 +200,13 @@ def test_expired_sessions_and_old_throttles_are_purged(tx) -> None:  # type: ign
     assert (purged.sessions, purged.throttles) == (1, 1)
     assert tx(auth.session_by_id, live.session_id).user == user
     assert tx(lambda s: s.scalar(select(func.count()).select_from(LoginSession))) == 1
+
+
+def test_a_hand_made_event_without_strings_gets_the_plain_answer() -> None:
+    async def no_db(fn: Any, *args: Any) -> Any:
+        raise AssertionError("nothing to look up")
+
+    guard = _open_guard()
+    assert asyncio.run(login.log_in(guard, no_db, 5, None, "10.0.0.1", TTL)).error == auth.WRONG  # type: ignore[arg-type]
+    signed = asyncio.run(login.sign_up(guard, no_db, {"a": 1}, [], "10.0.0.1", TTL))  # type: ignore[arg-type]
+    assert signed.error == "Enter a username and a password."

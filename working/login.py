@@ -37,6 +37,8 @@ async def log_in(
     ttl: timedelta,
     policy: auth.Throttle = THROTTLE,
 ) -> Outcome:
+    if not isinstance(username, str) or not isinstance(password, str):
+        return Outcome(error=auth.WRONG)  # a hand-made event, not the form
     username = username.strip().lower()
     if len(username) > auth.USERNAME_MAX or len(password) > auth.PASSWORD_MAX:
         return Outcome(error=auth.WRONG)
@@ -62,6 +64,8 @@ async def sign_up(
     client: str,
     ttl: timedelta,
 ) -> Outcome:
+    if not isinstance(username, str) or not isinstance(password, str):
+        return Outcome(error="Enter a username and a password.")
     try:
         name = auth.check_sign_up(username, password)
         guard.check_rate(client)

@@ -1,7 +1,8 @@
 """The Reflex app: pages and state. Accounts and notes live in auth.py and notes.py.
 
-Database work runs in a worker thread (`_db`), so scrypt and I/O never stall the event loop
-that every connected browser shares.
+Database work runs in a worker thread (`_db`) and password hashing in its own bounded pool
+(login_guard.py), so neither stalls the event loop that every connected browser shares, and
+hashing never delays a database call.
 """
 
 from __future__ import annotations
