@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import sessionmaker
 
 from working import auth, db, login
-from working.login_guard import LoginGuard
+from working.login_guard import LoginGuard, Refused
 from working.models import LoginSession, LoginThrottle
 from working.settings import load
 
@@ -210,3 +211,46 @@ def test_a_hand_made_event_without_strings_gets_the_plain_answer() -> None:
     assert asyncio.run(login.log_in(guard, no_db, 5, None, "10.0.0.1", TTL)).error == auth.WRONG  # type: ignore[arg-type]
     signed = asyncio.run(login.sign_up(guard, no_db, {"a": 1}, [], "10.0.0.1", TTL))  # type: ignore[arg-type]
     assert signed.error == "Enter a username and a password."
+
+
+def test_attempts_are_limited_per_client_and_overall() -> None:
+    guard = LoginGuard(workers=1, queue=0, rate=3, rate_total=5)
+    for _ in range(3):
+        guard.check_rate("10.0.0.1")
+    with pytest.raises(Refused) as refused:
+        guard.check_rate("10.0.0.1")
+    assert 0 < refused.value.retry_after <= 20  # 3 a minute: one every 20 s
+    guard.check_rate("10.0.0.2")
+    guard.check_rate("10.0.0.3")
+    with pytest.raises(Refused):  # 5 a minute in all
+        guard.check_rate("10.0.0.4")
+
+
+def test_the_hashing_pool_refuses_at_once_when_full() -> None:
+    guard = LoginGuard(workers=1, queue=1, rate=1000, rate_total=1000)
+    release = threading.Event()
+
+    async def scenario() -> tuple[float, list[bool]]:
+        async def hold() -> bool:
+            async with guard.slot() as hash_:
+                return await hash_(release.wait, 30)
+
+        holders = [asyncio.create_task(hold()) for _ in range(2)]  # one running, one queued
+        await asyncio.sleep(0.1)
+        started = time.perf_counter()
+        with pytest.raises(Refused):
+            async with guard.slot():
+                pass
+        took = time.perf_counter() - started
+        release.set()
+        return took, await asyncio.gather(*holders)
+
+    took, held = asyncio.run(scenario())
+    assert took < 0.05
+    assert held == [True, True]
+
+    async def again() -> bool:
+        async with guard.slot() as hash_:
+            return await hash_(bool, 1)
+
+    assert asyncio.run(again()) is True
