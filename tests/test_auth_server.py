@@ -204,6 +204,51 @@ def test_expired_sessions_are_purged_by_the_running_app(
         engine.dispose()
 
 
+def test_an_attacker_slows_down_itself_not_the_owner(server) -> None:  # type: ignore[no-untyped-def]
+    """Two client addresses (as a trusted proxy reports them in X-Forwarded-For): the one
+    that hammers an account is refused with growing delays, the owner logs in meanwhile, and
+    a name that does not exist answers exactly as an existing one does."""
+    srv, _ = server
+    name = f"o{uuid.uuid4().hex[:8]}"
+
+    def tab(address: str) -> ReflexClient:
+        return ReflexClient(srv.url, headers={"X-Forwarded-For": address})
+
+    async def answers(c: ReflexClient, username: str, password: str, times: int) -> list[str]:
+        out = []
+        for _ in range(times):
+            form = {"username": username, "password": password}
+            updates = await c.event(
+                full_name("AuthState.log_in"),
+                {"form": form},
+                until=lambda u: logged_in(u) or _auth_error(u),
+                timeout=60,
+            )
+            out.append(
+                "logged in" if logged_in(updates) else delta_for(updates, AUTH)["auth_error"]
+            )
+        return out
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        async with tab("198.51.100.7") as owner:
+            await owner.hydrate("/signup")
+            form = {"username": name, "password": PASSWORD}
+            await owner.event(full_name("AuthState.sign_up"), {"form": form}, until=logged_in)
+        async with tab("203.0.113.9") as attacker:
+            await attacker.hydrate("/login")
+            hammered = await answers(attacker, name, "not the password", 7)
+            unknown = await answers(attacker, f"x{name}", "not the password", 7)
+        async with tab("198.51.100.7") as owner:
+            await owner.hydrate("/login")
+            return hammered, unknown, await answers(owner, name, PASSWORD, 1)
+
+    hammered, unknown, owner = asyncio.run(scenario())
+    assert hammered[:5] == [auth.WRONG] * 5
+    assert all(a.startswith("Too many attempts; try again in ") for a in hammered[5:])
+    assert [a.split(" in ")[0] for a in unknown] == [a.split(" in ")[0] for a in hammered]
+    assert owner == ["logged in"]
+
+
 # -- the login flood ------------------------------------------------------------------------
 
 FLOOD = 150
