@@ -92,7 +92,7 @@
           };
         in
         {
-          inherit pkgs frontend image;
+          inherit pkgs nodejs frontend image;
           inherit (python) venv testEnv;
         };
 
@@ -119,11 +119,15 @@
         };
       });
 
+      # callPackages, not callPackage: callPackage would make the returned set itself
+      # overridable (adding `override` and `overrideDerivation`, which `nix flake check` rejects
+      # as "not a derivation"); callPackages (nixpkgs lib/customisation.nix, callPackagesWith)
+      # returns a plain set and makes each check overridable instead.
       checks = lib.mapAttrs (
         _: app:
-        app.pkgs.callPackage ./nix/checks.nix {
-          inherit contract;
-          inherit (app) testEnv frontend image;
+        app.pkgs.callPackages ./nix/checks.nix {
+          inherit contract revision;
+          inherit (app) testEnv nodejs frontend image;
         }
       ) built;
 

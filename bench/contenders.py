@@ -176,7 +176,8 @@ def contender(name: str, ws: Workspace, port: int) -> Proc:
         return Proc(
             name,
             [ws.python, "-m", "working.entrypoint", "serve"],
-            _app_env(ws, port),
+            # Every simulated browser comes from this one address.
+            _app_env(ws, port, MAX_CONNECTIONS_PER_CLIENT="100000"),
             port,
             ws.root,
             logfile,

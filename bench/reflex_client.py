@@ -236,7 +236,8 @@ class ReflexClient:
         updates: list[Update] = []
         while not until(updates):
             left = deadline - time.monotonic()
-            if left <= 0 or not self.connected:
+            # Updates that arrived before the server closed the socket still count.
+            if left <= 0 or (not self.connected and self._updates.empty()):
                 state = "timed out" if self.connected else "disconnected"
                 raise ReflexClientError(
                     f"{what}: {state} after {timeout:g}s with {len(updates)} update(s)"

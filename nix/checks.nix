@@ -7,11 +7,12 @@
   python3,
   postgresql,
   redis,
-  ruff,
   contract,
   testEnv,
+  nodejs,
   frontend,
   image,
+  revision,
 }:
 let
   # The whole flake source (tests included); the app itself is also installed in testEnv.
@@ -25,8 +26,10 @@ in
   pytest =
     runCommand "working-pytest"
       {
+        # Node decompresses the export's .br files in the store-path tests (as it made them).
         nativeBuildInputs = [
           testEnv
+          nodejs
           postgresql
           redis
         ];
@@ -45,9 +48,12 @@ in
         touch $out
       '';
 
-  ruff = runCommand "working-ruff" { nativeBuildInputs = [ ruff ]; } ''
+  # The ruff that uv.lock pins (in the dev group, so in testEnv), not nixpkgs' ruff: another
+  # version has other rules and other formatting, and CI and `uv run ruff` use this one.
+  ruff = runCommand "working-ruff" { nativeBuildInputs = [ testEnv ]; } ''
     cd ${root}
     ruff check --no-cache .
+    ruff format --no-cache --check .
     touch $out
   '';
 
@@ -64,6 +70,7 @@ in
       testers
       contract
       image
+      revision
       ;
   };
 }

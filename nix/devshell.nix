@@ -1,4 +1,6 @@
 # `nix develop`: the toolchain the image is built with, plus the services the tests start.
+# No ruff here: `uv sync` installs the version uv.lock pins (`uv run ruff`), the one CI and
+# checks.ruff run.
 {
   mkShell,
   python,
@@ -6,7 +8,6 @@
   uv,
   postgresql,
   redis,
-  ruff,
   skopeo,
 }:
 mkShell {
@@ -16,7 +17,6 @@ mkShell {
     nodejs
     postgresql
     redis
-    ruff
     skopeo
   ];
 

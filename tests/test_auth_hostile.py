@@ -254,3 +254,23 @@ def test_the_hashing_pool_refuses_at_once_when_full() -> None:
             return await hash_(bool, 1)
 
     assert asyncio.run(again()) is True
+
+
+def test_the_fifth_failure_throttles_and_the_fourth_does_not(tx) -> None:  # type: ignore[no-untyped-def]
+    # README: "after 5, that client waits". The number is written out here, not read from
+    # auth.Throttle: a test that reads the constant follows any change to it.
+    tx(auth.sign_up, "four", PASSWORD)
+    tx(auth.sign_up, "five", PASSWORD)
+    guard, run_db = _open_guard(), _run_db(tx)
+
+    def attempt(name: str, password: str) -> login.Outcome:
+        return asyncio.run(login.log_in(guard, run_db, name, password, "10.0.0.1", TTL))
+
+    for _ in range(4):
+        assert attempt("four", "wrong password").error == auth.WRONG
+    assert attempt("four", PASSWORD).opened is not None
+    for _ in range(5):
+        assert attempt("five", "wrong password").error == auth.WRONG
+    refused = attempt("five", PASSWORD)
+    assert refused.opened is None
+    assert refused.error.startswith("Too many attempts; try again in ")

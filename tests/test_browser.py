@@ -74,8 +74,12 @@ def test_sign_up_notes_reload_log_out_and_isolation(browser, app_url: str) -> No
 
     bob = browser.new_context().new_page()
     _sign_up(bob, app_url, "bob", "another good password")
-    bob.wait_for_timeout(500)
-    assert _note_bodies(bob) == []
+    # Adding a note reads the account's list back from the server: once Bob's note shows, the
+    # list on his page is the server's whole answer for him, and Alice's notes are not in it.
+    bob.locator("#note-body").fill("bob's note")
+    bob.locator("#note-submit").click()
+    bob.locator(".note-body").filter(has_text="bob's note").wait_for()
+    assert _note_bodies(bob) == ["bob's note"]
     bob.context.close()
 
     page.locator("#username").fill("alice")

@@ -334,7 +334,8 @@ def test_defaults_are_the_contract_defaults(raw_app, contract):
             continue  # a fixed value, checked elsewhere
         assert match["var"] == name, f"{name} is fed from another variable ({match['var']})"
         if match["default"] is not None:
-            assert match["default"] == contract["env"][name]["default"], name
+            spec = contract["env"][name]
+            assert match["default"] == spec.get("compose_default", spec["default"]), name
 
 
 def test_secrets_are_never_written_in_the_file(raw_app, contract):

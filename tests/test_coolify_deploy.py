@@ -10,6 +10,7 @@ CI, and no run may print the token.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import subprocess
@@ -56,17 +57,54 @@ class Reply:
 
 
 @dataclass
+class Deployment:
+    """One entry of Coolify's deployment queue. It reads IMAGE_TAG when it starts (goes
+    in_progress), as ApplicationDeploymentJob parses the compose file then; when it finishes
+    that tag is live, when it fails nothing is (Coolify stopped the old container first)."""
+
+    uuid: str
+    # Successive statuses, one per poll; the last one repeats.
+    statuses: list[str]
+    tag: str | None = None
+
+    @property
+    def status(self) -> str:
+        return self.statuses[0]
+
+    def advance(self, scenario: Scenario) -> str:
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        if status != "queued" and self.tag is None:
+            self.tag = scenario.envs.get("IMAGE_TAG")
+        if status == "finished":
+            scenario.live = self.tag
+        elif status in ("failed", "cancelled-by-user"):
+            scenario.live = None
+        return status
+
+
+@dataclass
 class Scenario:
     # Answers to POST /deploy before the normal one (e.g. 429s, 5xx).
     deploy_replies: list[Reply] = field(default_factory=list)
-    # Successive statuses of the deployment; the last one repeats.
+    # Successive statuses of the first deployment; the last one repeats.
     statuses: list[str] = field(default_factory=lambda: ["queued", "in_progress", "finished"])
+    # Statuses of each later deployment (a rollback's), in order; then they simply finish.
+    later_statuses: list[list[str]] = field(default_factory=list)
+    # Deployments already in the queue before this run (for "already queued").
+    queue: list[Deployment] = field(default_factory=list)
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+    # The tag whose container serves: what /health reports when `health` is None.
+    live: str | None = "old"
+    # Tags whose container starts but never turns healthy.
+    unhealthy: set[str] = field(default_factory=set)
+    # Whether the token may read values (Coolify's read:sensitive).
+    sensitive: bool = True
     # A Service resource: the deploy answer has no deployment_uuid.
     service: bool = False
     # Environment variables the resource has (PATCH updates, POST creates).
     envs: dict[str, str] = field(default_factory=lambda: {"IMAGE_TAG": "old"})
-    # Successive /health answers; the last one repeats.
-    health: list[Reply] = field(
+    # Successive /health answers; the last one repeats. None: the live tag's commit.
+    health: list[Reply] | None = field(
         default_factory=lambda: [Reply(200, {"status": "ok", "git_commit": COMMIT})]
     )
     # Echo the Authorization header back in errors, as a careless proxy might.
@@ -105,6 +143,12 @@ class FakeCoolify(BaseHTTPRequestHandler):
         if path == "/health":
             if auth is not None:
                 return Reply(500, {"message": "the token was sent to the app"})
+            if scenario.health is None:
+                if scenario.live is None:
+                    return Reply(502, None)  # Traefik: no container behind the route
+                if scenario.live in scenario.unhealthy:
+                    return Reply(503, {"status": "degraded", "git_commit": scenario.live})
+                return Reply(200, {"status": "healthy", "git_commit": scenario.live})
             return scenario.health.pop(0) if len(scenario.health) > 1 else scenario.health[0]
         if not path.startswith("/api/v1/"):
             return Reply(404, {"message": "Not found."})
@@ -128,29 +172,54 @@ class FakeCoolify(BaseHTTPRequestHandler):
                     "message": "Service working started. It could take a while, be patient.",
                     "resource_uuid": APP_UUID,
                 }
-            else:
+                return Reply(200, {"deployments": [entry]})
+            if any(d.status in ("queued", "in_progress") for d in scenario.queue):
+                # DeployController::deploy_resource: a fresh uuid that names no deployment.
                 entry = {
-                    "message": "Application working deployment queued.",
+                    "message": "Deployment already queued for this commit.",
                     "resource_uuid": APP_UUID,
-                    "deployment_uuid": DEPLOYMENT_UUID,
+                    "deployment_uuid": f"never-created-{len(scenario.requests)}",
                 }
-            return Reply(200, {"deployments": [entry]})
-        if route == f"/deployments/{DEPLOYMENT_UUID}" and method == "GET":
-            scenario.polls += 1
-            status = (
-                scenario.statuses.pop(0) if len(scenario.statuses) > 1 else scenario.statuses[0]
-            )
+                return Reply(200, {"deployments": [entry]})
+            return Reply(200, {"deployments": [self._queue_deployment(scenario)]})
+        if route == f"/deployments/applications/{APP_UUID}" and method == "GET":
+            newest_first = list(reversed(scenario.queue))
             return Reply(
                 200,
                 {
-                    "deployment_uuid": DEPLOYMENT_UUID,
-                    "status": status,
-                    "application_id": "1",
-                    "commit": "HEAD",
+                    "count": len(newest_first),
+                    "deployments": [
+                        {
+                            "deployment_uuid": d.uuid,
+                            "status": d.status,
+                            "application_id": "1",
+                            "commit": "HEAD",
+                            "pull_request_id": 0,
+                        }
+                        for d in newest_first[: int(query.get("take", 10))]
+                    ],
                 },
             )
-        if route.startswith("/deployments/"):
-            return Reply(404, {"message": "Deployment not found."})
+        if route.startswith("/deployments/") and method == "GET":
+            found = scenario.deployments.get(route.removeprefix("/deployments/"))
+            if found is None:
+                return Reply(404, {"message": "Deployment not found."})
+            scenario.polls += 1
+            body = {
+                "deployment_uuid": found.uuid,
+                "status": found.advance(scenario),
+                "application_id": "1",
+                "commit": "HEAD",
+            }
+            return Reply(200, body)
+        if route == f"/applications/{APP_UUID}/envs" and method == "GET":
+            listed = []
+            for key, value in scenario.envs.items():
+                entry = {"uuid": f"env-{key}", "key": key, "is_preview": False}
+                if scenario.sensitive:
+                    entry |= {"value": value, "real_value": value}
+                listed.append(entry)
+            return Reply(200, listed)
         if route == f"/applications/{APP_UUID}/envs":
             key, value = body["key"], body["value"]
             if method == "PATCH":
@@ -162,6 +231,23 @@ class FakeCoolify(BaseHTTPRequestHandler):
                 scenario.envs[key] = value
                 return Reply(201, {"uuid": "env1"})
         return Reply(404, {"message": "Not found."})
+
+    def _queue_deployment(self, scenario: Scenario) -> dict[str, str]:
+        first = not scenario.deployments
+        uuid = DEPLOYMENT_UUID if first else f"{DEPLOYMENT_UUID}-{len(scenario.deployments)}"
+        if first:
+            statuses = scenario.statuses
+        elif scenario.later_statuses:
+            statuses = scenario.later_statuses.pop(0)
+        else:
+            statuses = ["queued", "in_progress", "finished"]
+        scenario.deployments[uuid] = Deployment(uuid, statuses)
+        scenario.queue.append(scenario.deployments[uuid])
+        return {
+            "message": "Application working deployment queued.",
+            "resource_uuid": APP_UUID,
+            "deployment_uuid": uuid,
+        }
 
     def do_GET(self):
         self._handle("GET")
@@ -181,6 +267,13 @@ class Server(ThreadingHTTPServer):
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
+
+
+def already_in_queue(scenario: Scenario, uuid: str, statuses: list[str]) -> Deployment:
+    deployment = Deployment(uuid, statuses)
+    scenario.queue.append(deployment)
+    scenario.deployments[uuid] = deployment
+    return deployment
 
 
 @pytest.fixture
@@ -257,7 +350,10 @@ def test_creates_the_image_tag_variable_when_missing(coolify):
     assert result.returncode == 0, result.stderr
     assert coolify.scenario.envs == {"IMAGE_TAG": COMMIT}
     env_calls = [m for m, path, _, _ in coolify.scenario.requests if path.endswith("/envs")]
-    assert env_calls == ["PATCH", "POST"]
+    assert env_calls == ["GET", "PATCH", "POST"]
+    assert f"previous IMAGE_TAG not set on the resource yet; the live /health serves {COMMIT}" in (
+        result.stdout
+    )
     assert f"created IMAGE_TAG={COMMIT}" in result.stdout
 
 
@@ -505,3 +601,285 @@ def test_same_commit(reported, expected, same):
 def test_output_redacts_every_secret(capsys):
     deploy.Output(["s3cr3t", ""]).line("a s3cr3t b s3cr3t")
     assert capsys.readouterr().out == "a *** b ***\n"
+
+
+# --- the registry: the tag must exist before anything changes ---------------------------------
+
+REGISTRY_USER = "ci-bot"
+REGISTRY_TOKEN = "ghp_registrySECRET0123456789"
+PULL_TOKEN = "pull-token-SECRET-abcdef"
+REPOSITORY = "owner/working"
+DIGEST = "sha256:" + "ab" * 32
+
+
+@dataclass
+class RegistryState:
+    tags: set[str] = field(default_factory=lambda: {PREVIOUS, COMMIT})
+    # Like GHCR for a private package: a pull token only for the right login.
+    anonymous: bool = False
+    requests: list[tuple[str, str]] = field(default_factory=list)
+
+
+class FakeRegistry(BaseHTTPRequestHandler):
+    """The parts of the OCI Distribution API `skopeo inspect` uses, with GHCR's token dance."""
+
+    server: RegistryServer
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status: int, headers: dict[str, str], body: Any = None) -> None:
+        payload = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _handle(self) -> None:
+        state = self.server.state
+        url = urllib.parse.urlsplit(self.path)
+        state.requests.append((self.command, url.path))
+        if url.path == "/token":
+            query = dict(urllib.parse.parse_qsl(url.query))
+            login = base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_TOKEN}".encode()).decode()
+            allowed = state.anonymous or self.headers.get("Authorization") == f"Basic {login}"
+            if query.get("scope") != f"repository:{REPOSITORY}:pull" or not allowed:
+                return self._send(401, {}, {"errors": [{"code": "UNAUTHORIZED"}]})
+            return self._send(200, {"Content-Type": "application/json"}, {"token": PULL_TOKEN})
+        prefix = f"/v2/{REPOSITORY}/manifests/"
+        if not url.path.startswith(prefix):
+            return self._send(404, {}, {"errors": [{"code": "NAME_UNKNOWN"}]})
+        if self.headers.get("Authorization") != f"Bearer {PULL_TOKEN}":
+            realm = f"{self.server.url}/token"
+            challenge = (
+                f'Bearer realm="{realm}",service="fake-registry",'
+                f'scope="repository:{REPOSITORY}:pull"'
+            )
+            return self._send(401, {"WWW-Authenticate": challenge}, {"errors": []})
+        if url.path.removeprefix(prefix) not in state.tags:
+            return self._send(404, {}, {"errors": [{"code": "MANIFEST_UNKNOWN"}]})
+        media = "application/vnd.oci.image.manifest.v1+json"
+        assert media in self.headers.get("Accept", "")
+        return self._send(200, {"Content-Type": media, "Docker-Content-Digest": DIGEST}, {})
+
+    def do_HEAD(self):
+        self._handle()
+
+    def do_GET(self):
+        self._handle()
+
+
+class RegistryServer(ThreadingHTTPServer):
+    daemon_threads = True
+    state: RegistryState
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def image(self) -> str:
+        host, port = self.server_address[:2]
+        return f"{host}:{port}/{REPOSITORY}"
+
+
+@pytest.fixture
+def registry() -> Iterator[RegistryServer]:
+    server = RegistryServer(("127.0.0.1", 0), FakeRegistry)
+    server.state = RegistryState()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def run_with_registry(coolify, registry, tag: str, *args: str, **env: str):
+    env = {"REGISTRY_USER": REGISTRY_USER, "REGISTRY_TOKEN": REGISTRY_TOKEN, **env}
+    result = run_script(
+        coolify.url,
+        "--image",
+        registry.image,
+        "--insecure-registry",
+        "--image-tag",
+        tag,
+        "--expect-commit",
+        tag,
+        *args,
+        **env,
+    )
+    output = result.stdout + result.stderr
+    assert REGISTRY_TOKEN not in output, "the registry token was printed"
+    assert PULL_TOKEN not in output, "the pull token was printed"
+    return result
+
+
+def test_a_tag_missing_from_the_registry_changes_nothing(coolify, registry):
+    missing = "f" * 40
+    result = run_with_registry(coolify, registry, missing)
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    [line] = _error_lines(result)
+    assert f"{registry.image}:{missing} is not in the registry: nothing was changed" in line
+    assert coolify.scenario.requests == [], "Coolify was touched"
+    assert coolify.scenario.envs == {"IMAGE_TAG": "old"}
+    assert ("HEAD", f"/v2/{REPOSITORY}/manifests/{missing}") in registry.state.requests
+
+
+def test_a_tag_in_the_registry_is_found_with_a_pull_token_then_deployed(coolify, registry):
+    result = run_with_registry(coolify, registry, COMMIT)
+    assert result.returncode == 0, result.stderr
+    assert f"registry: {registry.image}:{COMMIT} exists ({DIGEST})" in result.stdout
+    assert coolify.scenario.envs["IMAGE_TAG"] == COMMIT
+    # The registry was asked first, Coolify second.
+    assert registry.state.requests[0][0] == "HEAD"
+    assert ("GET", "/token") in registry.state.requests
+
+
+def test_a_refused_registry_login_fails_in_one_line_and_changes_nothing(coolify, registry):
+    result = run_with_registry(coolify, registry, COMMIT, REGISTRY_TOKEN="wrong")
+    assert result.returncode == deploy.EXIT_API
+    [line] = _error_lines(result)
+    assert "token service answered HTTP 401" in line
+    assert "REGISTRY_TOKEN" in line
+    assert coolify.scenario.requests == []
+
+
+def test_an_unreachable_registry_is_bounded_and_changes_nothing(coolify):
+    with Server(("127.0.0.1", 0), FakeCoolify) as closed:
+        host, port = closed.server_address[:2]
+    result = run_script(
+        coolify.url,
+        "--image",
+        f"{host}:{port}/{REPOSITORY}",
+        "--insecure-registry",
+        "--image-tag",
+        COMMIT,
+        "--attempts",
+        "2",
+    )
+    assert result.returncode == deploy.EXIT_API
+    [line] = _error_lines(result)
+    assert "gave up after 2 attempts" in line
+    assert coolify.scenario.requests == []
+
+
+@pytest.mark.parametrize(
+    "image", ["working", "ghcr.io/owner/working:latest", "ghcr.io/owner/working@sha256:00"]
+)
+def test_image_must_name_a_registry_and_no_tag(image):
+    with pytest.raises(deploy.UsageError):
+        deploy.split_image(image)
+
+
+# --- a failed deploy restores the previous IMAGE_TAG ------------------------------------------
+
+PREVIOUS = "9876543210fedcba9876543210fedcba98765432"
+
+
+@pytest.fixture
+def live_previous(coolify):
+    """The resource runs PREVIOUS; /health tells the truth about whichever tag is live."""
+    coolify.scenario.envs = {"IMAGE_TAG": PREVIOUS}
+    coolify.scenario.live = PREVIOUS
+    coolify.scenario.health = None
+    return coolify
+
+
+def test_a_failed_deployment_restores_the_previous_tag_and_says_so(live_previous, registry):
+    coolify = live_previous
+    coolify.scenario.statuses = ["queued", "in_progress", "failed"]
+    result = run_with_registry(coolify, registry, COMMIT)
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    [line] = _error_lines(result)
+    assert f"deployment {DEPLOYMENT_UUID} ended as failed" in line
+    assert f"rolled back: IMAGE_TAG={PREVIOUS} is deployed again and /health serves it" in line
+    assert f"previous IMAGE_TAG={PREVIOUS}" in result.stdout
+    assert f"restoring IMAGE_TAG={PREVIOUS}" in result.stdout
+    assert coolify.scenario.envs["IMAGE_TAG"] == PREVIOUS
+    assert coolify.scenario.live == PREVIOUS
+    deploys = [r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy"]
+    assert len(deploys) == 2
+
+
+def test_a_new_version_that_never_turns_healthy_is_rolled_back(live_previous, registry):
+    coolify = live_previous
+    coolify.scenario.unhealthy = {COMMIT}
+    result = run_with_registry(coolify, registry, COMMIT, "--health-timeout", "0.5")
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    [line] = _error_lines(result)
+    assert "did not answer 200" in line
+    assert "rolled back" in line
+    assert "health: HTTP 503, status=degraded" in result.stdout
+    assert coolify.scenario.live == PREVIOUS
+
+
+def test_a_rollback_that_fails_too_says_the_site_may_be_down(live_previous, registry):
+    coolify = live_previous
+    coolify.scenario.statuses = ["queued", "failed"]
+    coolify.scenario.later_statuses = [["queued", "failed"]]
+    result = run_with_registry(coolify, registry, COMMIT)
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    [line] = _error_lines(result)
+    assert f"the rollback to IMAGE_TAG={PREVIOUS} failed too" in line
+    assert "the site may be down" in line
+
+
+def test_no_rollback_leaves_the_failed_tag(live_previous, registry):
+    coolify = live_previous
+    coolify.scenario.statuses = ["queued", "failed"]
+    result = run_with_registry(coolify, registry, COMMIT, "--no-rollback")
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    assert coolify.scenario.envs["IMAGE_TAG"] == COMMIT
+    assert "rolled back" not in result.stderr
+
+
+def test_without_read_sensitive_the_live_commit_is_what_is_restored(live_previous, registry):
+    coolify = live_previous
+    coolify.scenario.sensitive = False
+    coolify.scenario.statuses = ["queued", "failed"]
+    result = run_with_registry(coolify, registry, COMMIT)
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    assert "the token needs read:sensitive" in result.stdout
+    assert f"the live /health serves {PREVIOUS}" in result.stdout
+    assert coolify.scenario.envs["IMAGE_TAG"] == PREVIOUS
+    assert coolify.scenario.live == PREVIOUS
+
+
+# --- "Deployment already queued" ---------------------------------------------------------------
+
+
+def test_an_already_queued_deployment_is_followed(live_previous, registry):
+    coolify = live_previous
+    # Queued (not started) when we set IMAGE_TAG: it reads the new tag when it starts.
+    already_in_queue(
+        coolify.scenario, "dep-waiting", ["queued", "queued", "in_progress", "finished"]
+    )
+    result = run_with_registry(coolify, registry, COMMIT)
+    assert result.returncode == 0, result.stderr
+    assert "coolify: Deployment already queued for this commit." in result.stdout
+    assert "following the app's queued deployment dep-waiting" in result.stdout
+    assert "deployment dep-waiting: finished" in result.stdout
+    paths = [path for _, path, _, _ in coolify.scenario.requests]
+    assert not any("never-created" in path for path in paths), "followed the phantom uuid"
+    assert f"/api/v1/deployments/applications/{APP_UUID}" in paths
+    assert paths.count("/api/v1/deploy") == 1, "a queued deployment needs no second one"
+    assert coolify.scenario.live == COMMIT
+
+
+def test_a_running_deployment_is_waited_for_then_deployed_again(live_previous, registry):
+    coolify = live_previous
+    # Running since before IMAGE_TAG changed: it deploys PREVIOUS, so one more is needed.
+    running = already_in_queue(coolify.scenario, "dep-running", ["in_progress"] * 3 + ["finished"])
+    running.tag = PREVIOUS
+    result = run_with_registry(coolify, registry, COMMIT)
+    assert result.returncode == 0, result.stderr
+    assert "deployment dep-running was already running" in result.stdout
+    paths = [path for _, path, _, _ in coolify.scenario.requests]
+    assert paths.count("/api/v1/deploy") == 2
+    assert coolify.scenario.live == COMMIT
+    assert f"serves {COMMIT}" in result.stdout

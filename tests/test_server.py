@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from slow_clients import assert_cut_at_the_deadline, start_slow_downloads
 
-from services import PG_PASSWORD, Postgres, Server, base_env, free_port
+from services import Postgres, Server, assert_no_password, base_env, free_port
 from working.contract import contract
 
 
@@ -43,7 +47,7 @@ def serve(frontend_export: Path, tmp_path: Path) -> Iterator:  # type: ignore[ty
 def test_one_port_serves_frontend_backend_and_health(serve, database_env) -> None:  # type: ignore[no-untyped-def]
     server = serve(**database_env, GIT_COMMIT="abc1234", APP_VERSION="1.2.3")
     ready = server.wait_healthy()
-    assert ready < 15  # the closing note reports the measured value; this only catches hangs
+    assert ready < 45  # only catches hangs (24 s seen on this shared 2-core machine under load)
     health = httpx.get(f"{server.url}/health")
     body = health.json()
     assert health.status_code == 200
@@ -119,7 +123,7 @@ def test_health_follows_the_database_down_and_back(serve, pg_url: str, postgres:
         assert body["database"] == {"backend": "postgresql", "status": "disconnected"}
         text = response.text
         assert "127.0.0.1" not in text
-        assert PG_PASSWORD not in text
+        assert_no_password(text, pg_url)
         assert "Connection refused" not in text
     finally:
         postgres.start()
@@ -127,7 +131,10 @@ def test_health_follows_the_database_down_and_back(serve, pg_url: str, postgres:
     assert server.process is not None
     assert server.process.poll() is None
     assert any(line.startswith("[WARN] database: unreachable") for line in server.lines)
-    assert PG_PASSWORD not in server.output
+    # The URL is in the log, masked (a check that could pass with no URL logged at all would
+    # prove nothing), and no spelling of the password is.
+    assert any("postgresql+psycopg://app:***@127.0.0.1:" in line for line in server.lines)
+    assert_no_password(server.output, pg_url)
     _log_lines_are_one_event_each(server)
 
 
@@ -151,7 +158,7 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
     for t in threads:
         t.join(timeout=30)
 
-    assert code == 0, server.output
+    assert code == 0, f"exit {code}\n{server.output}"
     assert 2 < took < 20  # it waited for the downloads, and no longer than the deadline
     assert results == [True] * 20, "a request in flight at SIGTERM did not complete"
     assert any(line.startswith("[INFO] SIGTERM: draining") for line in server.lines)
@@ -169,7 +176,7 @@ def test_shutdown_deadline_cuts_what_is_left(serve, database_env, export_with_la
     for t in threads:
         t.join(timeout=30)
     assert time.monotonic() - signalled < 4
-    assert code == 1, server.output
+    assert code == 1, f"exit {code}\n{server.output}"
     assert not all(results)
     assert_cut_at_the_deadline(server)
 
@@ -182,9 +189,13 @@ def test_second_signal_stops_at_once(serve, database_env, export_with_large_asse
     time.sleep(0.5)
     signalled = time.monotonic()
     server.signal(signal.SIGINT)
-    server.wait(timeout=10)
+    code = server.wait(timeout=10)
     assert time.monotonic() - signalled < 3
-    assert any("again: stopping now" in line for line in server.lines)
+    # Downloads were cut: not a clean stop, whatever the drain would have done.
+    assert code == 1, f"exit {code}\n{server.output}"
+    assert any(line.startswith("[WARN] SIGINT again: stopping now") for line in server.lines)
+    assert server.lines[-1].startswith("[INFO] stopped after")
+    assert "(exit 1)" in server.lines[-1]
     assert "Traceback" not in server.output
     for t in threads:
         t.join(timeout=30)
@@ -199,7 +210,7 @@ def test_json_logs_are_one_object_per_line_and_never_carry_the_password(serve, p
     assert {"time", "level", "logger", "message"} <= set(events[0])
     assert any(e["logger"] == "access" and "/health" in e["message"] for e in events)
     assert any("app:***@127.0.0.1" in e["message"] for e in events)
-    assert PG_PASSWORD not in server.output
+    assert_no_password(server.output, pg_url)
 
 
 pytestmark = pytest.mark.slow
@@ -305,3 +316,89 @@ def test_runs_as_pid_1_and_stops_cleanly_on_sigterm(frontend_export: Path, tmp_p
         assert server.lines[-1].startswith("[INFO] stopped after")
     finally:
         server.stop()
+
+
+def _connections_to(pid: int, port: int) -> int:
+    """TCP connections the process `pid` holds open (or is opening) to `port`."""
+    sockets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                sockets.add(target.removeprefix("socket:[").removesuffix("]"))
+    count = 0
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port, state, inode = int(fields[2].split(":")[1], 16), fields[3], fields[9]
+        # 01 ESTABLISHED, 02 SYN_SENT: a stopped server's kernel still completes handshakes.
+        if inode in sockets and remote_port == port and state in ("01", "02"):
+            count += 1
+    return count
+
+
+@pytest.mark.postgres
+def test_concurrent_health_checks_share_one_probe(serve, pg_url: str, postgres: Postgres) -> None:  # type: ignore[no-untyped-def]
+    server = serve(DATABASE_URL=pg_url)
+    server.wait_healthy()
+    assert server.process is not None
+    pid = server.process.pid
+    before = _connections_to(pid, postgres.port)
+    most = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal most
+        while not done.is_set():
+            most = max(most, _connections_to(pid, postgres.port))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    postgres.pause()
+    try:
+        sampler.start()
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(3):
+                started = time.monotonic()
+                codes = list(
+                    pool.map(
+                        lambda _: httpx.get(f"{server.url}/health", timeout=10).status_code,
+                        range(8),
+                    )
+                )
+                assert codes == [503] * 8
+                assert time.monotonic() - started < 10  # a hang; the time is not the point here
+    finally:
+        done.set()
+        sampler.join()
+        postgres.resume()
+    # One probe in flight for all 24 requests: at most the one connection it opens, where a
+    # probe per request would open a connection per request (up to the thread pool's size).
+    assert most - before <= 1, f"{before} connections to PostgreSQL before, {most} during"
+    _wait_for_recovery(server, "PostgreSQL resumed")
+
+
+_TRAVERSALS = {
+    "dot-dot": "/" + "../" * 16 + "etc/passwd",
+    "under-assets": "/assets/" + "../" * 16 + "etc/passwd",
+    "encoded-dots": "/" + "%2e%2e/" * 16 + "etc/passwd",
+    "encoded-slashes": "/" + "..%2f" * 16 + "etc/passwd",
+    "all-encoded": "/" + "%2E%2E%2F" * 16 + "etc/passwd",
+    "absolute": "//etc/passwd",
+    "backslashes": "/assets/" + "..%5c" * 16 + "etc%5cpasswd",
+}
+
+
+def test_traversal_paths_never_leave_the_export(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve()
+    server.wait_healthy()
+    secret = Path("/etc/passwd").read_text().splitlines()[0].encode()
+    for name, target in _TRAVERSALS.items():
+        # A raw request: HTTP clients normalise ../ away before sending.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            response = b""
+            while chunk := conn.recv(65536):
+                response += chunk
+        status = int(response.split(b" ", 2)[1])
+        assert status in (400, 404), f"{name}: {response[:200]!r}"
+        assert secret not in response, name

@@ -75,3 +75,44 @@ def test_bad_values_name_the_variable_and_the_expected_form(
     assert "expected" in text
     assert "topsecret" not in text
     assert "\n" not in text
+
+
+_MUST_NOT_BE_EMPTY = sorted(n for n, spec in contract()["env"].items() if not spec.get("empty_ok"))
+
+
+@pytest.mark.parametrize("name", _MUST_NOT_BE_EMPTY)
+@pytest.mark.parametrize("blank", ["", "  "], ids=["empty", "spaces"])
+def test_a_variable_set_but_empty_is_an_error_naming_it(name: str, blank: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({name: blank})
+    assert caught.value.var == name
+    assert str(caught.value).startswith(f"{name} is set but empty; expected ")
+    assert f"or no {name} at all for its default" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_empty_is_a_value_where_the_contract_says_so() -> None:
+    # compose.yaml passes these as "" when unset: no Redis, same origin only.
+    settings = load({"REDIS_URL": "", "ALLOWED_ORIGINS": ""})
+    assert settings.redis_url is None
+    assert settings.allowed_origins == ()
+    assert {n for n, s in contract()["env"].items() if s.get("empty_ok")} == {
+        "REDIS_URL",
+        "ALLOWED_ORIGINS",
+    }
+
+
+def test_unset_keeps_the_sqlite_default() -> None:
+    assert load({}).database_backend == "sqlite"
+    assert load({"DATABASE_URL": "postgresql://u:p@h/d"}).database_backend == "postgresql"
+
+
+@pytest.mark.parametrize("value", ["inf", "1e9", "86401"])
+@pytest.mark.parametrize("var", ["DB_WAIT_TIMEOUT", "SHUTDOWN_TIMEOUT"])
+def test_seconds_have_an_upper_bound(var: str, value: str) -> None:
+    # Without it DB_WAIT_TIMEOUT=inf is accepted and the database wait never gives up.
+    with pytest.raises(ConfigError) as caught:
+        load({var: value})
+    assert str(caught.value).startswith(f"{var} is {value!r}; expected seconds from ")
+    assert str(caught.value).endswith(" to 86400")
+    assert getattr(load({var: "86400"}), var.lower()) == 86400

@@ -103,6 +103,7 @@ def test_least_privilege_permissions():
         assert isinstance(permissions, dict), f"{name}: permissions must be explicit"
         writes = {scope for scope, level in permissions.items() if level == "write"}
         assert writes == ({"packages"} if name == "push" else set()), name
+    assert workflow["jobs"]["deploy"]["permissions"] == {"contents": "read", "packages": "read"}
 
 
 def test_actions_are_pinned_by_commit():
@@ -168,3 +169,25 @@ def test_checkout_does_not_keep_the_token():
         for step in _steps(job):
             if step.get("uses", "").startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False, name
+
+
+def test_deploy_checks_the_pushed_image_in_the_registry_first():
+    """The tag is looked up in the very image the push job pushed, for a push and a manual
+    rollback alike (the same step runs both), with a login that may read packages."""
+    jobs = _workflow()["jobs"]
+    [step] = [s for s in _steps(jobs["deploy"]) if DEPLOY_SCRIPT in s.get("run", "")]
+    pushed = re.search(r'image="([^"]+)"', _steps_by_name(jobs["push"])["Image name and tags"])
+    deployed = re.search(r'image="([^"]+)"', step["run"])
+    assert pushed
+    assert deployed
+    assert deployed[1] == pushed[1]
+    assert '--image "$image"' in step["run"]
+    assert '--image-tag "$COMMIT"' in step["run"]
+    assert "--no-rollback" not in step["run"]
+    assert step["env"]["REGISTRY_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert step["env"]["COMMIT"] == "${{ inputs.commit || github.sha }}"
+    assert "workflow_dispatch" in jobs["deploy"]["if"]
+
+
+def _steps_by_name(job: dict[str, Any]) -> dict[str, str]:
+    return {step.get("name", ""): step.get("run", "") for step in _steps(job)}

@@ -15,8 +15,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, case, delete, select, update
+from sqlalchemy import ColumnElement, CursorResult, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -332,11 +333,18 @@ def purge_expired_sessions(db: Session) -> int:
 def purge(db: Session, now: datetime | None = None) -> Purged:
     """Forget expired sessions and long-quiet throttle rows (see housekeeping.py)."""
     now = now or _now()
-    sessions = db.execute(delete(LoginSession).where(LoginSession.expires_at <= now))
-    throttles = db.execute(
-        delete(LoginThrottle).where(LoginThrottle.updated_at < now.timestamp() - _THROTTLE_KEEP_S)
+    sessions = _rowcount(db, delete(LoginSession).where(LoginSession.expires_at <= now))
+    throttles = _rowcount(
+        db,
+        delete(LoginThrottle).where(LoginThrottle.updated_at < now.timestamp() - _THROTTLE_KEEP_S),
     )
-    return Purged(sessions.rowcount or 0, throttles.rowcount or 0)
+    return Purged(sessions, throttles)
+
+
+def _rowcount(db: Session, statement: Any) -> int:
+    # A DML statement's result is a CursorResult, though Session.execute is typed as Result.
+    result = cast("CursorResult[Any]", db.execute(statement))
+    return result.rowcount or 0
 
 
 def _insert_for(db: Session):  # type: ignore[no-untyped-def]

@@ -18,8 +18,8 @@ def contract() -> dict[str, Any]:
 
 
 def env_default(name: str) -> str:
-    return contract()["env"][name]["default"]
+    return str(contract()["env"][name]["default"])
 
 
 def exit_code(name: str) -> int:
-    return contract()["exit_codes"][name]
+    return int(contract()["exit_codes"][name])

@@ -10,7 +10,8 @@ from contextlib import contextmanager, suppress
 from importlib import resources
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import MigrationError, WorkingError
@@ -93,6 +94,14 @@ def ping(eng: Engine) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (down, restarting, pool exhausted),
+    as opposed to a bug: the user is told the database is down, not "something went wrong"."""
+    return isinstance(exc, OperationalError | PoolTimeout) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
 def wait_for_db(eng: Engine, timeout: float) -> None:
     wait_until_reachable(
         "database",
@@ -162,14 +171,15 @@ def _current_revision(conn) -> str | None:  # type: ignore[no-untyped-def]
 def _head_revision() -> str | None:
     """The newest revision in migrations/versions, read without importing the scripts; None
     unless the revisions form one line (then Alembic decides)."""
-    revisions: dict[str, str | None] = {}
+    revisions: dict[str, object] = {}  # revision -> down_revision (None, a str or a tuple)
     for script in (_MIGRATIONS / "versions").iterdir():
         if not script.name.endswith(".py"):
             continue
         found = _assignments(script.read_text(), ("revision", "down_revision"))
-        if not isinstance(found.get("revision"), str):
+        revision = found.get("revision")
+        if not isinstance(revision, str):
             return None
-        revisions[found["revision"]] = found.get("down_revision")
+        revisions[revision] = found.get("down_revision")
     heads = set(revisions) - set(revisions.values())
     return heads.pop() if len(heads) == 1 else None
 

@@ -77,8 +77,16 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def healthcheck(args: argparse.Namespace) -> int:
-    """Exit 0 when the local /health answers 200 in time: an exec-form Docker HEALTHCHECK."""
-    url = f"http://127.0.0.1:{load_port(os.environ)}{contract()['http']['health_path']}"
+    """Exit 0 when the local /livez answers 200 in time: an exec-form Docker HEALTHCHECK.
+
+    Liveness, not /health: the container is healthy while it can serve, database or not."""
+    try:
+        port = load_port(os.environ)
+    except WorkingError as exc:
+        # Docker reserves healthcheck exit codes other than 0 and 1.
+        print(f"unhealthy: {exc}")
+        return 1
+    url = f"http://127.0.0.1:{port}{contract()['http']['liveness_path']}"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as response:
             status = response.status
@@ -140,7 +148,7 @@ def _prepare_database(settings: Settings, *, migrate: bool) -> None:
 
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "serve": (serve, "validate settings, wait for the database, migrate, serve on one port"),
-    "healthcheck": (healthcheck, "exit 0 if the local GET /health answers 200 in time, else 1"),
+    "healthcheck": (healthcheck, "exit 0 if this process can serve (/livez 200 in time), else 1"),
     "migrate": (migrate, "wait for the database, apply migrations and exit"),
     "check-config": (check_config, "validate the environment and print the settings, masked"),
     "build-frontend": (build_frontend, "compile the Reflex app and write its static export"),
@@ -165,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         default=contract()["healthcheck"]["request_timeout_s"],
-        help="how long to wait for /health (default: %(default)s)",
+        help="how long to wait for /livez (default: %(default)s)",
     )
     subs["build-frontend"].add_argument(
         "--out", required=True, metavar="DIR", help="directory to write the static export to"
@@ -191,8 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([contract()["entrypoint"]["default_command"], *(argv or [])])
+    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return command(args)
     except WorkingError as exc:
         _fatal(str(exc))
         return exc.exit_code

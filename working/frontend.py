@@ -184,7 +184,7 @@ def _child_compile(node_modules: Path | None) -> Path:
             plugin_packages.update(plugin.get_frontend_dependencies())
         _check_in_lock(wanted | set(packages) | plugin_packages, web / "package.json")
 
-    js_runtimes.install_frontend_packages = install_from_lock  # type: ignore[assignment]
+    js_runtimes.install_frontend_packages = install_from_lock
     prerequisites.get_compiled_app(prerender_routes=True)
     return web
 
@@ -267,23 +267,47 @@ def _link_node_modules(source: Path, target: Path) -> None:
 # Node is at hand during the build and has both codecs; Python's stdlib has no Brotli. Maximum
 # quality costs seconds once, at build time, instead of CPU on every request. Node's gzip header
 # carries no timestamp, so the files are as reproducible as their sources.
-_PRECOMPRESS_JS = """
+#
+# Store paths first: a bundler can leave build-time paths (node_modules, Node, the venv, any
+# wheel) in comments or source maps. Every `/nix/store/<hash>-` has its hash replaced by e's (as
+# nixpkgs' remove-references-to does, same length) BEFORE compressing, where no .br/.gz can hide
+# one from Nix's reference scanner; then every file, decompressed, is checked, and one that
+# still holds a store path fails the build (exit 3, its names on stderr).
+_PRECOMPRESS_JS = r"""
 const fs = require("fs"), path = require("path"), zlib = require("zlib");
 const types = new Set([".js", ".mjs", ".css", ".html", ".svg", ".json", ".xml", ".txt", ".map"]);
-const walk = (dir) => fs.readdirSync(dir, { withFileTypes: true }).forEach((entry) => {
-  const file = path.join(dir, entry.name);
-  if (entry.isDirectory()) return walk(file);
-  if (!types.has(path.extname(file))) return;
+const storePath = /\/nix\/store\/[0-9a-df-np-sv-z]{32}-/g;
+const scrubbed = "/nix/store/" + "e".repeat(32) + "-";
+const files = (dir) => fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+  entry.isDirectory() ? files(path.join(dir, entry.name)) : [path.join(dir, entry.name)]);
+const root = process.argv[1];
+const compressed = (file) => file.endsWith(".br") || file.endsWith(".gz");
+for (const file of files(root).filter((f) => !compressed(f))) {
+  const text = fs.readFileSync(file).toString("latin1");
+  if (text.search(storePath) >= 0)
+    fs.writeFileSync(file, Buffer.from(text.replace(storePath, scrubbed), "latin1"));
+}
+for (const file of files(root)) {
+  if (compressed(file) || !types.has(path.extname(file))) continue;
   const body = fs.readFileSync(file);
-  if (body.length < 256) return;
+  if (body.length < 256) continue;
   const br = zlib.brotliCompressSync(body, { params: {
     [zlib.constants.BROTLI_PARAM_QUALITY]: 11,
     [zlib.constants.BROTLI_PARAM_SIZE_HINT]: body.length } });
   const gz = zlib.gzipSync(body, { level: 9 });
   if (br.length < body.length) fs.writeFileSync(file + ".br", br);
   if (gz.length < body.length) fs.writeFileSync(file + ".gz", gz);
+}
+const decoded = (file, body) => file.endsWith(".br") ? zlib.brotliDecompressSync(body)
+  : file.endsWith(".gz") ? zlib.gunzipSync(body) : body;
+const left = files(root).filter((file) => {
+  const text = decoded(file, fs.readFileSync(file)).toString("latin1");
+  return text.search(storePath) >= 0;  // "e" is not in Nix's base-32 alphabet
 });
-walk(process.argv[1]);
+if (left.length) {
+  process.stderr.write(left.map((f) => path.relative(root, f)).join(" "));
+  process.exit(3);
+}
 """
 
 
@@ -291,7 +315,15 @@ def _precompress(export: Path) -> None:
     node = shutil.which("node")
     if node is None:
         raise FrontendError("node is not on PATH; install Node.js 20 to build the frontend")
-    _run([node, "-e", _PRECOMPRESS_JS, str(export)], env=os.environ.copy(), cwd=export)
+    result = subprocess.run(
+        [node, "-e", _PRECOMPRESS_JS, str(export)], cwd=export, capture_output=True, text=True
+    )
+    if result.returncode == 3:
+        raise FrontendError(
+            f"a Nix store path survived in the frontend export: {result.stderr.strip()}"
+        )
+    if result.returncode != 0:
+        raise FrontendError(f"precompressing the export failed: {result.stderr.strip()[-500:]}")
 
 
 def _pin_build_metadata(reflex_json: Path) -> None:

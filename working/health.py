@@ -1,5 +1,12 @@
 """/health and /livez, evaluated at request time.
 
+Two questions, two endpoints. /livez: can this container serve? It answers from the event loop
+every browser shares, without touching a dependency, so an answer in time means the process is
+up and its loop responsive; it turns 503 once the process drains. The container healthcheck
+(`working healthcheck`) asks it: a database outage must not make Traefik drop the only
+container, or every page, /status included, would answer 404 instead of saying what is wrong.
+/health: are the dependencies up? For monitors and /status; 503 when degraded or draining.
+
 Each dependency probe runs with a short timeout, and concurrent requests share one probe in
 flight, so a hung database can neither hang the health check nor pile up threads behind it.
 The body carries states and latencies only: no exception text, host names or credentials.
@@ -111,6 +118,10 @@ class Health:
         return JSONResponse(body, status_code=code, headers={"Cache-Control": "no-store"})
 
     async def livez(self, request: Request) -> Response:
+        if self.draining:
+            return JSONResponse(
+                {"status": "draining"}, status_code=503, headers={"Cache-Control": "no-store"}
+            )
         return JSONResponse({"status": "alive"}, headers={"Cache-Control": "no-store"})
 
 

@@ -48,7 +48,7 @@ async def log_in(
             attempt: auth.Attempt = await run_db(auth.admit, username, client, policy, time.time())
             if attempt.retry_after:
                 return Outcome(error=auth.refused(attempt.retry_after))
-            ok = await hash_(auth.check_password, password, attempt.password_hash)
+            ok: bool = await hash_(auth.check_password, password, attempt.password_hash)
     except Refused as exc:
         return Outcome(error=auth.refused(exc.retry_after))
     if not ok or attempt.account_id is None:
@@ -70,7 +70,7 @@ async def sign_up(
         name = auth.check_sign_up(username, password)
         guard.check_rate(client)
         async with guard.slot() as hash_:
-            hashed = await hash_(auth.hash_password, password)
+            hashed: str = await hash_(auth.hash_password, password)
         user: auth.User = await run_db(auth.create_account, name, hashed)
     except auth.AuthError as exc:
         return Outcome(error=str(exc))

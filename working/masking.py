@@ -13,7 +13,14 @@ _USERINFO = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@"
 )
 _SECRET_PARAM = re.compile(
-    r"(?P<key>\b(?:password|\w*token)\s*=\s*)(?P<pw>[^&\s'\"]+)", re.IGNORECASE
+    r"(?P<key>\b(?:password|\w*token|\w*session)\s*=\s*)(?P<pw>[^&\s'\"]+)", re.IGNORECASE
+)
+# A quoted key naming a secret, then its quoted value, as in the dict or JSON text of an event
+# that Reflex prints whole: its tab token, and the request headers with the session cookie.
+_SECRET_ITEM = re.compile(
+    r"(?P<key>['\"](?:[^'\"\s]*(?:token|password|secret)[^'\"\s]*|cookie|authorization)['\"]"
+    r"\s*:\s*['\"])(?P<value>[^'\"]+)",
+    re.IGNORECASE,
 )
 
 _known_secrets: set[str] = set()
@@ -49,6 +56,8 @@ def mask_text(text: str) -> str:
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
     if "=" in text:
         text = _SECRET_PARAM.sub(lambda m: f"{m['key']}{MASK}", text)
+    if "':" in text or '":' in text:
+        text = _SECRET_ITEM.sub(lambda m: f"{m['key']}{MASK}", text)
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, MASK)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
 from .models import Note
@@ -53,5 +54,7 @@ def add_note(db: Session, account_id: int, body: str) -> NoteView:
 
 def delete_note(db: Session, account_id: int, note_id: int) -> bool:
     """Delete the note if, and only if, it belongs to this account."""
-    result = db.execute(delete(Note).where(Note.id == note_id, Note.account_id == account_id))
+    statement = delete(Note).where(Note.id == note_id, Note.account_id == account_id)
+    # A DML statement's result is a CursorResult, though Session.execute is typed as Result.
+    result = cast("CursorResult[Any]", db.execute(statement))
     return bool(result.rowcount)

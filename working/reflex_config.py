@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 import reflex as rx
+from reflex_base.constants import StateManagerMode
 from reflex_base.environment import environment
 
 from .errors import WorkingError
@@ -44,7 +45,9 @@ def build() -> rx.Config:
         # (accounts, sessions, notes). Reflex's default, "disk", pickles every state change
         # into the working directory, costing CPU per event and leaving states that a deploy
         # of changed state classes could no longer read.
-        state_manager_mode="redis" if settings.redis_url else "memory",
+        state_manager_mode=(
+            StateManagerMode.REDIS if settings.redis_url else StateManagerMode.MEMORY
+        ),
         cors_allowed_origins=list(settings.allowed_origins),
         plugins=[rx.plugins.RadixThemesPlugin(theme=rx.theme(accent_color="indigo"))],
         disable_plugins=[rx.plugins.SitemapPlugin],

@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from types import FrameType
 from typing import Any
 
@@ -26,7 +26,7 @@ import uvicorn
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import reflex_config, session_cookie
+from . import draining, limits, logs, reflex_config, security_headers, session_cookie, statestore
 from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
@@ -56,9 +56,12 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     from .working import app
 
     http = contract()["http"]
-    static = FrontendFiles(settings.frontend_dir)
+    secure = security_headers.headers(settings.frontend_dir)
+    static = FrontendFiles(settings.frontend_dir, secure)
 
     def attach(api):  # type: ignore[no-untyped-def]
+        # Reflex's own /_health answered 500 and a traceback on every request: /health is ours.
+        api.routes[:] = [r for r in api.routes if getattr(r, "path", None) != "/_health"]
         api.routes.insert(0, Route(http["health_path"], health.endpoint, methods=["GET", "HEAD"]))
         api.routes.insert(0, Route(http["liveness_path"], health.livez, methods=["GET", "HEAD"]))
         # Last: what no backend route claims gets the export's 404 page.
@@ -68,15 +71,23 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     app.api_transformer = attach
     # The HttpOnly session cookie's endpoints, and its removal from /_event's headers.
     asgi = session_cookie.wrap(app(), settings.allowed_origins)
+    logs.route_reflex_console()
     if settings.redis_url:
         from . import failover
 
         global _failover
         _failover = failover.install(app)
-    if not settings.allowed_origins:
+    else:
+        statestore.expire_idle_states(app, settings.state_idle_ttl)
+    draining.install(app)
+    if not settings.allowed_origins and app.sio is not None:
         # Same origin only: Socket.IO checks the Origin against Host (and X-Forwarded-*).
+        # (No Socket.IO server, none to restrict: Reflex makes one only for an app with state.)
         app.sio.eio.cors_allowed_origins = None
-    access = AccessLog(_files_first(static, asgi), settings.log_format)
+    limits.guard_events(app)
+    backend: ASGIApp = limits.ConnectionLimit(asgi, settings.max_connections_per_client)
+    backend = security_headers.SecurityHeaders(backend, secure)
+    access = AccessLog(_files_first(static, backend), settings.log_format)
     atexit.register(access.flush)
     # Everything built so far (the component tree, the compiled app: most of the heap) lives
     # as long as the process. Frozen, the collector stops walking it on every full collection,
@@ -146,9 +157,20 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
         began = time.monotonic()
-        # Before the WebSockets close: the replicas their browsers reconnect to may take their
-        # sessions over (with Redis; a no-op otherwise).
+        budget = self.config.timeout_graceful_shutdown or 0.0
+        # Stop accepting now (uvicorn's shutdown does it again, harmlessly): the events in
+        # flight finish and reach their tabs before uvicorn closes the WebSockets.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        spent = await _drain_events(budget, lambda: self.force_exit)
+        # Before the WebSockets close, after the last events: the replicas their browsers
+        # reconnect to may take their sessions over (with Redis; a no-op otherwise).
         await _retire_sessions()
+        # One budget for both drains: what the events took, HTTP requests no longer get.
+        # uvicorn declares an int but only hands it to asyncio.wait_for, which takes a float.
+        self.config.timeout_graceful_shutdown = max(0.1, budget - spent)  # type: ignore[assignment]
         await super().shutdown(sockets=sockets)
         if self.force_exit:
             # uvicorn skips the app's own shutdown on a second signal, and the app's lifespan
@@ -157,7 +179,7 @@ class _Server(uvicorn.Server):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.lifespan.shutdown(), _FORCED_LIFESPAN_S)
         # uvicorn cancels what is still running when the drain deadline passes: not a clean stop.
-        if time.monotonic() - began >= (self.config.timeout_graceful_shutdown or 0):
+        if time.monotonic() - began >= budget:
             self.forced = True
 
     async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
@@ -176,6 +198,11 @@ def _not_cancelled_at_deadline(record: logging.LogRecord) -> bool:
     and all; its one line "Cancel N running task(s)" already says it, and the access log
     marks each cut response (incomplete)."""
     return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+async def _drain_events(budget: float, give_up: Callable[[], bool]) -> float:
+    drain = draining.current()
+    return await drain.run(budget, give_up) if drain is not None else 0.0
 
 
 async def _retire_sessions() -> None:
@@ -202,11 +229,17 @@ def _config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
         log_config=None,
         # Access lines come from AccessLog, batched; uvicorn's own are one logging call each.
         access_log=False,
-        # Traefik terminates TLS; its X-Forwarded-Proto tells the app the page's real scheme.
+        # The request head is bounded in size and time (limits.py); WebSocket messages too.
+        http=limits.BoundedHttpTools,
+        ws_max_size=limits.MAX_WEBSOCKET_MESSAGE_BYTES,
+        timeout_keep_alive=limits.KEEP_ALIVE_TIMEOUT_S,
+        # Traefik terminates TLS; its X-Forwarded-For and -Proto tell the app the client's
+        # address and the page's real scheme, believed only from the proxies named here.
         proxy_headers=True,
-        forwarded_allow_ips="*",
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
         server_header=False,
-        timeout_graceful_shutdown=max(1.0, settings.shutdown_timeout - _AFTER_DRAIN_S),
+        # Whole seconds, as uvicorn's Config declares; rounding down only adds to the reserve.
+        timeout_graceful_shutdown=int(max(1.0, settings.shutdown_timeout - _AFTER_DRAIN_S)),
     )
 
 
@@ -246,7 +279,7 @@ def run_worker(sock: socket.socket, ready: Any) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(exit_code("ok")))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.disable()  # until build_asgi has frozen the app (see entrypoint.serve)
-    from . import db, health, logs
+    from . import db, health
     from .settings import from_environ
 
     settings = from_environ()

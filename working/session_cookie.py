@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -100,7 +100,11 @@ def _take_session_cookie(scope: Scope) -> None:
     scope["headers"] = headers
 
 
-async def _guarded(request: Request, handler: Any, allowed_origins: tuple[str, ...]) -> Response:
+async def _guarded(
+    request: Request,
+    handler: Callable[[Request], Awaitable[Response]],
+    allowed_origins: tuple[str, ...],
+) -> Response:
     if request.method != "POST":
         return _error(405, "use POST", {"Allow": "POST"})
     if not _same_origin(request, allowed_origins):

@@ -6,6 +6,7 @@ ConfigError naming the variable, the bad value (unless secret) and the expected 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ _T = TypeVar("_T")
 Environment = Literal["dev", "prod"]
 LogFormat = Literal["text", "json"]
 
-_ENVIRONMENTS = {"dev": "dev", "prod": "prod", "production": "prod"}
+_ENVIRONMENTS: dict[str, Environment] = {"dev": "dev", "prod": "prod", "production": "prod"}
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -53,6 +54,9 @@ class Settings:
     login_queue: int
     login_rate: int
     login_rate_total: int
+    forwarded_allow_ips: tuple[str, ...]
+    max_connections_per_client: int
+    state_idle_ttl: float
     frontend_dir: Path
     git_commit: str
     app_version: str
@@ -86,6 +90,9 @@ class Settings:
             "LOGIN_QUEUE": str(self.login_queue),
             "LOGIN_RATE": str(self.login_rate),
             "LOGIN_RATE_TOTAL": str(self.login_rate_total),
+            "FORWARDED_ALLOW_IPS": ",".join(self.forwarded_allow_ips),
+            "MAX_CONNECTIONS_PER_CLIENT": str(self.max_connections_per_client),
+            "STATE_IDLE_TTL": _seconds(self.state_idle_ttl),
             "FRONTEND_DIR": str(self.frontend_dir),
             "GIT_COMMIT": self.git_commit,
             "APP_VERSION": self.app_version,
@@ -126,6 +133,11 @@ def load(environ: Mapping[str, str]) -> Settings:
         login_queue=env.integer("LOGIN_QUEUE", minimum=0, maximum=10000),
         login_rate=env.integer("LOGIN_RATE", minimum=1, maximum=1_000_000),
         login_rate_total=env.integer("LOGIN_RATE_TOTAL", minimum=1, maximum=1_000_000),
+        forwarded_allow_ips=_proxies(env.text("FORWARDED_ALLOW_IPS")),
+        max_connections_per_client=env.integer(
+            "MAX_CONNECTIONS_PER_CLIENT", minimum=1, maximum=100_000
+        ),
+        state_idle_ttl=env.seconds("STATE_IDLE_TTL", minimum=1, maximum=86400),
         frontend_dir=Path(env.text("FRONTEND_DIR")),
         git_commit=env.text("GIT_COMMIT") or "unknown",
         app_version=env.text("APP_VERSION") or _package_version(),
@@ -144,14 +156,30 @@ def from_environ() -> Settings:
 
 
 class _Reader:
-    """Reads one variable at a time, falling back to the contract's default; "" means unset."""
+    """Reads one variable at a time, falling back to the contract's default when it is unset.
+
+    Set but empty is an error, except where the contract gives empty a meaning (`empty_ok`):
+    Coolify passes a blank `${DATABASE_URL:?}` on as "" instead of refusing the deploy, and an
+    app that took that for "unset" would quietly run on a SQLite file nobody backs up."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
 
     def optional(self, name: str) -> str | None:
-        value = self._environ.get(name, "").strip()
-        return value or None
+        if name not in self._environ:
+            return None
+        value = self._environ[name].strip()
+        if value:
+            return value
+        spec = contract()["env"][name]
+        if spec.get("empty_ok"):
+            return None
+        default = f" ({spec['default']})" if spec["default"] else ""
+        raise ConfigError(
+            name,
+            "is set but empty",
+            f"a value ({spec['help']}), or no {name} at all for its default{default}",
+        )
 
     def text(self, name: str) -> str:
         return self.optional(name) or env_default(name)
@@ -273,6 +301,23 @@ def _origins(value: str, environment: Environment) -> tuple[str, ...]:
                 "comma-separated origins like https://app.example.com",
             )
     return origins
+
+
+def _proxies(value: str) -> tuple[str, ...]:
+    """Addresses or networks of trusted proxies; * trusts every client's forwarded headers."""
+    entries = tuple(e.strip() for e in value.split(",") if e.strip())
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                "FORWARDED_ALLOW_IPS",
+                f"contains {entry!r}",
+                "comma-separated IP addresses or networks, e.g. 127.0.0.1,10.0.1.0/24",
+            ) from None
+    return entries
 
 
 def _seconds(value: float) -> str:

@@ -1,11 +1,18 @@
-"""Redis, Reflex's shared state store when REDIS_URL is set: the bounded wait for it at start.
+"""Where Reflex keeps the tabs' state. With REDIS_URL: Redis, shared, and the bounded wait
+for it at start; without: this process's memory, each state dropped soon after its tab is gone.
 
 (Failover of browser sessions between replicas is in failover.py; the /health probe in health.py.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import gc
 import time
+from typing import Any
 
 from .waiting import wait_until_reachable
 
@@ -34,3 +41,58 @@ def wait_for_redis(url: str, timeout: float) -> None:
         timeout,
         "check REDIS_URL and that Redis accepts connections, or raise DB_WAIT_TIMEOUT",
     )
+
+
+# -- Without Redis: tab states in this process's memory, returned when their tab is gone ------
+
+
+def expire_idle_states(app: Any, ttl: float) -> None:
+    """Replace Reflex's in-memory state manager (before any tab connected) with one that drops a
+    tab's state `ttl` seconds after its last event once its WebSocket is closed; an open tab's
+    state is kept however long it idles. Reflex's own keeps every state for an hour after its
+    last event, whoever created it, so anybody could make the server hold memory at will."""
+    from reflex.istate.manager.memory import StateManagerMemory
+
+    namespace = app.event_namespace
+
+    @dataclasses.dataclass
+    class _ExpiringMemory(StateManagerMemory):
+        def _purge_expired_tokens(self) -> float | None:
+            now = time.time()
+            connected = namespace.token_to_sid
+            for key, (expires_at, token) in list(self._token_expires_at.items()):
+                if expires_at <= now and token.ident in connected:
+                    self._token_expires_at[key] = (now + self.token_expiration, token)
+            before = len(self.states)
+            next_deadline = super()._purge_expired_tokens()
+            if len(self.states) < before:
+                _trim.soon()
+            return next_deadline
+
+    app._state_manager = _ExpiringMemory(token_expiration=max(1, round(ttl)))
+
+
+class _Trim:
+    """Returns the memory of dropped states to the system, at most once per `_TRIM_EVERY_S`:
+    a state tree holds references to its parent (cycles, freed only by the collector), and
+    glibc keeps freed memory in the process unless asked to give it back."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._pending: asyncio.TimerHandle | None = None
+
+    def soon(self) -> None:
+        if self._pending is None:
+            delay = max(0.0, self._last + _TRIM_EVERY_S - time.monotonic())
+            self._pending = asyncio.get_running_loop().call_later(delay, self._run)
+
+    def _run(self) -> None:
+        self._pending = None
+        self._last = time.monotonic()
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+_TRIM_EVERY_S = 10.0
+_trim = _Trim()

@@ -42,9 +42,11 @@ class _File:
 class FrontendFiles:
     """An ASGI app serving the export: pages by route (/notes -> notes.html), 404.html last."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         if not is_export(directory):
             raise FileNotFoundError(f"{directory} is not a frontend export")
+        # Sent with every file (the security headers): joined once here, not per request.
+        self._extra = headers or []
         self._files: dict[str, _File] = {}
         for path in sorted(directory.rglob("*")):
             if path.is_file() and path.suffix not in (".br", ".gz"):
@@ -73,6 +75,7 @@ class FrontendFiles:
                 headers.append((b"content-encoding", encoding.encode()))
             if compressed:
                 headers.append((b"vary", b"Accept-Encoding"))
+            headers.extend(self._extra)
             entry.variants[encoding] = _Variant(body, headers, etag)
         for route in _routes(relative):
             self._files.setdefault(route, entry)
@@ -84,13 +87,14 @@ class FrontendFiles:
         assert scope["type"] == "http"
         method = scope["method"]
         if method not in ("GET", "HEAD"):
-            await _respond(send, 405, [(b"allow", b"GET, HEAD")], b"")
+            await _respond(send, 405, [(b"allow", b"GET, HEAD"), *self._extra], b"")
             return
         entry = self._files.get(scope["path"])
         status = 200
         if entry is None:
             if self._not_found is None:
-                await _respond(send, 404, [(b"content-type", b"text/plain")], b"Not Found")
+                headers = [(b"content-type", b"text/plain"), *self._extra]
+                await _respond(send, 404, headers, b"Not Found")
                 return
             entry, status = self._not_found, 404
         request = dict(scope["headers"])

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 import reflex as rx
 from reflex.event import EventSpec
-from reflex.middleware import Middleware
-from reflex_base.event import get_hydrate_event
+from reflex.middleware.middleware import Middleware
+from reflex.state import BaseState, StateUpdate
+from reflex_base.event import Event, get_hydrate_event
 from sqlalchemy.orm import Session
 
 from . import auth, db, health, housekeeping, login, login_guard, notes, session_cookie
@@ -139,7 +140,11 @@ class NotesState(AuthState):
 
     @rx.event
     def set_draft(self, value: str):
-        self.draft = value
+        # A tab's state stays small whoever drives it: no draft before login, and no more of one
+        # than the UI needs to say it is too long.
+        if not self.username:
+            return
+        self.draft = value[: notes.NOTE_MAX + 1]
         if len(value) <= notes.NOTE_MAX:
             self.note_error = ""
 
@@ -191,9 +196,16 @@ class NotesState(AuthState):
         return None
 
 
+DATABASE_DOWN = (
+    "The database is unreachable right now: signing in and notes are unavailable until it is "
+    "back. Nothing you saved before is lost."
+)
+
+
 class StatusState(rx.State):
     status: str = "unknown"
     report: str = ""
+    outage: str = ""
 
     @rx.event
     async def refresh(self):
@@ -201,6 +213,7 @@ class StatusState(rx.State):
         code, body = await monitor.report()
         self.status = f"{body['status']} ({code})"
         self.report = json.dumps(body, indent=2)
+        self.outage = DATABASE_DOWN if body["database"]["status"] != "connected" else ""
 
 
 def navbar() -> rx.Component:
@@ -329,6 +342,7 @@ def notes_page() -> rx.Component:
 def status_page() -> rx.Component:
     return layout(
         rx.heading("Status", size="6"),
+        error_callout(StatusState.outage, "outage"),
         rx.text("Live result of GET /health: ", rx.code(StatusState.status, id="health-status")),
         rx.el.pre(StatusState.report, id="health-report"),
         rx.button("Refresh", on_click=StatusState.refresh),
@@ -337,7 +351,14 @@ def status_page() -> rx.Component:
 
 def log_event_error(exception: Exception) -> EventSpec:
     """An event handler failed: one masked log line (the formatter folds the traceback), and a
-    message for the user that gives nothing away."""
+    message for the user that gives nothing away but says when the database is the cause."""
+    if db.is_outage(exception):
+        # Expected while the database is down; /health logs the outage once, not per click.
+        log.warning("event handler failed: database unreachable")
+        return rx.toast.error(
+            "The database is unreachable right now; please try again shortly (see Status).",
+            id="database-down",
+        )
     log.error("event handler failed: %s", exception, exc_info=exception)
     return rx.toast.error("Something went wrong; please try again.")
 
@@ -345,8 +366,8 @@ def log_event_error(exception: Exception) -> EventSpec:
 class RestoreSession(Middleware):
     """Runs before every hydrate (a page load or reconnect), before the state is sent."""
 
-    async def preprocess(self, app, state, event):  # type: ignore[no-untyped-def]
-        if event.name != get_hydrate_event(state):
+    async def preprocess(self, app: rx.App, state: BaseState, event: Event) -> StateUpdate | None:
+        if event.name != get_hydrate_event(state) or app.sio is None:
             return None
         environ = app.sio.get_environ(state.router.session.session_id, session_cookie.EVENT_PATH)
         auth_state = await state.get_state(AuthState)

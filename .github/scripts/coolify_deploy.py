@@ -1,38 +1,54 @@
 #!/usr/bin/env python3
-"""Redeploy a Coolify resource and wait until the new version serves.
+"""Redeploy a Coolify resource and wait until the new version serves; undo a deploy that fails.
 
     COOLIFY_URL=https://coolify.example.com COOLIFY_TOKEN=... COOLIFY_APP_UUID=... \
-      python3 .github/scripts/coolify_deploy.py --image-tag "$GITHUB_SHA" \
-        --app-url https://app.example.com --expect-commit "$GITHUB_SHA"
+    REGISTRY_USER=... REGISTRY_TOKEN=... \
+      python3 .github/scripts/coolify_deploy.py --image ghcr.io/owner/working \
+        --image-tag "$GITHUB_SHA" --app-url https://app.example.com --expect-commit "$GITHUB_SHA"
 
 Steps, each optional but the trigger:
-1. `--image-tag`: set the resource's IMAGE_TAG variable (PATCH, or POST when it does not exist
-   yet) so compose.yaml runs the immutable image of this commit.
-2. Trigger: `POST /api/v1/deploy?uuid=<uuid>&force=false` (GET answers 405 since Coolify
+1. `--image` with `--image-tag`: ask the registry (OCI Distribution API, what `skopeo inspect`
+   asks) whether the tag exists, before anything changes on Coolify. A compose resource stops
+   its container before `up -d` pulls the image, so a missing tag, like an expired registry
+   login on the server, would leave nothing running.
+2. `--image-tag`: remember the resource's IMAGE_TAG (GET .../envs: the value is visible to a
+   token with `read:sensitive`; otherwise the live /health git_commit stands in), then set it
+   (PATCH, or POST when it does not exist yet) so compose.yaml runs the image of this commit.
+3. Trigger: `POST /api/v1/deploy?uuid=<uuid>&force=false` (GET answers 405 since Coolify
    moved the endpoint to POST). The answer is `{"deployments": [{"message", "resource_uuid",
    "deployment_uuid"}]}`; a Service resource ("Docker Compose" without Git) gets no
-   deployment_uuid, only a message.
-3. Poll `GET /api/v1/deployments/<deployment_uuid>` until its status is `finished`, `failed` or
+   deployment_uuid, only a message. When a deployment of the app is already queued or running,
+   Coolify answers "Deployment already queued for this commit." with a fresh uuid that names
+   no deployment (DeployController::deploy_resource); the script then follows the app's own
+   queued deployment (GET /deployments/applications/<uuid>), or waits for the running one,
+   which may have read the old IMAGE_TAG, and triggers again.
+4. Poll `GET /api/v1/deployments/<deployment_uuid>` until its status is `finished`, `failed` or
    `cancelled-by-user` (Coolify's ApplicationDeploymentStatus; `queued`/`in_progress` go on).
-4. `--app-url`: poll `<app-url>/health` until it answers 200 with the expected `git_commit`.
+5. `--app-url`: poll `<app-url>/health` until it answers 200 with the expected `git_commit`.
+   A compose deploy is "finished" once `up -d` returns, healthy or not: this is the gate.
+6. When 4 or 5 fails after IMAGE_TAG was changed: set IMAGE_TAG back, redeploy and verify the
+   previous commit, and say so (`--no-rollback` leaves the failed tag in place).
 
 HTTP: 429 (Coolify sends Retry-After when its deployment queue is full), 5xx and connection
 errors are retried with bounded exponential backoff; other 4xx fail at once with one line.
-The token is read from the environment only, sent only to COOLIFY_URL and never printed: every
-line of output passes through `redact`.
+The tokens are read from the environment only, sent only to their own host and never
+printed: every line of output passes through `redact`.
 
-Exit codes: 0 deployed (and verified); 1 the deployment failed, was cancelled, timed out or
-serves another commit; 2 usage or configuration error; 3 the API refused the request or stayed
-unreachable. Standard library only, so it runs on any runner with Python 3.11+.
+Exit codes: 0 deployed (and verified); 1 the image is not in the registry, or the deployment
+failed, was cancelled, timed out or serves another commit (rolled back when possible); 2 usage
+or configuration error; 3 the API or the registry refused the request or stayed unreachable.
+Standard library only, so it runs on any runner with Python 3.11+.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import email.utils
 import http.client
 import json
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -245,6 +261,133 @@ def _json(payload: bytes) -> Any:
         return payload.decode("utf-8", "replace")
 
 
+# --- the registry ----------------------------------------------------------------------------
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+class RegistryError(DeployError):
+    """The registry refused the question or stayed unreachable."""
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """`ghcr.io/owner/working` -> (`ghcr.io`, `owner/working`); a registry host is required."""
+    host, _, repository = image.strip().partition("/")
+    if not repository or not ("." in host or ":" in host or host == "localhost"):
+        raise UsageError(f"--image must name its registry, e.g. ghcr.io/owner/working: {image!r}")
+    if ":" in repository or "@" in repository:
+        raise UsageError(f"--image takes no tag or digest (give it as --image-tag): {image!r}")
+    return host, repository
+
+
+@dataclass
+class Registry:
+    """Asks a registry whether a tag exists: HEAD /v2/<repository>/manifests/<tag>, with the
+    token dance registries such as GHCR require (401 + `WWW-Authenticate: Bearer realm=...`,
+    then a pull token from the realm, with REGISTRY_USER/REGISTRY_TOKEN when they are set)."""
+
+    out: Output
+    username: str = ""
+    password: str = ""
+    scheme: str = "https"
+    timeout: float = 30.0
+    attempts: int = 5
+    backoff: float = 2.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def digest(self, image: str, tag: str) -> str | None:
+        """The manifest digest of image:tag, or None when the registry says it does not exist."""
+        host, repository = split_image(image)
+        url = f"{self.scheme}://{host}/v2/{repository}/manifests/{urllib.parse.quote(tag)}"
+        headers = {"Accept": MANIFEST_TYPES, "User-Agent": USER_AGENT}
+        status, answer, _ = self._send("HEAD", url, headers)
+        if status == 401:
+            headers["Authorization"] = self._authorization(answer.get("WWW-Authenticate", ""))
+            status, answer, _ = self._send("HEAD", url, headers)
+        if status == 200:
+            return answer.get("Docker-Content-Digest") or "(no digest given)"
+        if status == 404:
+            return None
+        hint = {
+            401: "set REGISTRY_USER and REGISTRY_TOKEN to a login that may pull it",
+            403: "the registry login may not pull this image",
+        }.get(status, "")
+        raise RegistryError(
+            f"HEAD {url}: HTTP {status}" + (f" ({hint})" if hint else ""),
+        )
+
+    def _authorization(self, challenge: str) -> str:
+        scheme, _, params = challenge.partition(" ")
+        basic = "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        if scheme.lower() == "basic":
+            return basic
+        if scheme.lower() != "bearer":
+            raise RegistryError(f"the registry asks for {scheme or 'nothing'} authentication")
+        fields = dict(_CHALLENGE_PARAM.findall(params))
+        realm = fields.pop("realm", "")
+        if not realm.startswith(("https://", "http://")):
+            raise RegistryError(f"the registry's token realm is not an http(s) URL: {realm!r}")
+        headers = {"User-Agent": USER_AGENT}
+        if self.password:
+            headers["Authorization"] = basic
+        status, _, body = self._send("GET", f"{realm}?{urllib.parse.urlencode(fields)}", headers)
+        token = _json(body) if status == 200 else None
+        token = token.get("token") or token.get("access_token") if isinstance(token, dict) else None
+        if not token:
+            raise RegistryError(
+                f"the registry's token service answered HTTP {status}: "
+                "check REGISTRY_USER and REGISTRY_TOKEN (a token that may read packages)"
+            )
+        self.out.secrets = [*self.out.secrets, token]
+        return f"Bearer {token}"
+
+    def _send(
+        self, method: str, url: str, headers: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """(status, headers, body) of any HTTP answer; retries 5xx and connection errors."""
+        for attempt in range(1, self.attempts + 1):
+            request = urllib.request.Request(url, headers=dict(headers), method=method)  # noqa: S310
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                    return response.status, response.headers, response.read()
+            except urllib.error.HTTPError as error:
+                if error.code < 500:
+                    return error.code, error.headers, error.read()
+                problem = f"HTTP {error.code}"
+            except (OSError, http.client.HTTPException) as error:
+                reason = getattr(error, "reason", error)
+                problem = f"{type(reason).__name__}: {reason}"
+            shown = url.split("?", 1)[0]
+            if attempt == self.attempts:
+                raise RegistryError(
+                    f"{method} {shown}: no answer: gave up after {attempt} attempts, "
+                    f"last: {problem}"
+                )
+            wait = self.backoff * 2 ** (attempt - 1)
+            self.out.line(f"{method} {shown}: {problem}; retry {attempt}/{self.attempts - 1}")
+            self.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_image(registry: Registry, image: str, tag: str) -> None:
+    """Refuse to deploy a tag the registry does not have: nothing on Coolify changes."""
+    digest = registry.digest(image, tag)
+    if digest is None:
+        raise DeploymentFailed(
+            f"{image}:{tag} is not in the registry: nothing was changed on Coolify "
+            "(did the push job succeed? a rollback must name a commit whose image was pushed)"
+        )
+    registry.out.line(f"registry: {image}:{tag} exists ({digest})")
+
+
 # --- the steps -------------------------------------------------------------------------------
 
 
@@ -262,6 +405,22 @@ def set_variable(client: Client, kind: str, uuid: str, key: str, value: str) -> 
         client.out.line(f"created {key}={value} on {kind} {uuid}")
 
 
+def current_variable(client: Client, kind: str, uuid: str, key: str) -> tuple[bool, str | None]:
+    """Whether the resource has `key`, and its value: None when empty or when the token may not
+    read values (Coolify shows them only to a token with `read:sensitive`)."""
+    _, data = client.request("GET", f"/{kind}s/{urllib.parse.quote(uuid)}/envs")
+    for entry in data if isinstance(data, list) else []:
+        if isinstance(entry, dict) and entry.get("key") == key and not entry.get("is_preview"):
+            value = entry.get("value")
+            return True, value if isinstance(value, str) and value else None
+    return False, None
+
+
+# Coolify's answer when the app already has a deployment queued or running (applications.php,
+# queue_application_deployment); the deployment_uuid next to it names no deployment.
+ALREADY_QUEUED = "deployment already queued"
+
+
 def trigger_deploy(client: Client, uuid: str, *, force: bool = False) -> list[dict[str, Any]]:
     """POST /deploy; returns the `deployments` entries for this resource."""
     query = {"uuid": uuid, "force": "true" if force else "false"}
@@ -274,6 +433,23 @@ def trigger_deploy(client: Client, uuid: str, *, force: bool = False) -> list[di
     return deployments
 
 
+def already_queued(entry: Mapping[str, Any]) -> bool:
+    return str(entry.get("message", "")).lower().startswith(ALREADY_QUEUED)
+
+
+def active_deployments(client: Client, uuid: str) -> list[dict[str, Any]]:
+    """The app's queued or running deployments, oldest first (the API lists newest first)."""
+    path = f"/deployments/applications/{urllib.parse.quote(uuid)}"
+    _, data = client.request("GET", path, query={"take": "20"})
+    listed = data.get("deployments") if isinstance(data, dict) else data
+    active = [
+        d
+        for d in (listed if isinstance(listed, list) else [])
+        if isinstance(d, dict) and d.get("status") in PENDING and d.get("deployment_uuid")
+    ]
+    return list(reversed(active))
+
+
 def wait_for_deployment(
     client: Client,
     deployment_uuid: str,
@@ -281,8 +457,10 @@ def wait_for_deployment(
     timeout: float,
     interval: float,
     clock: Callable[[], float] = time.monotonic,
+    must_succeed: bool = True,
 ) -> str:
-    """Poll the deployment until it ends; returns its final status or raises DeploymentFailed."""
+    """Poll the deployment until it ends; returns its final status. A failed one raises
+    DeploymentFailed unless `must_succeed` is false (someone else's, waited out)."""
     deadline = clock() + timeout
     last = None
     path = f"/deployments/{urllib.parse.quote(deployment_uuid)}"
@@ -294,11 +472,13 @@ def wait_for_deployment(
             last = status
         if status in SUCCEEDED:
             return status
-        if status in FAILED:
+        if status in FAILED and must_succeed:
             raise DeploymentFailed(
                 f"deployment {deployment_uuid} ended as {status}: "
                 "read its log in Coolify (the resource's Deployments tab)"
             )
+        if status in FAILED:
+            return status
         if status not in PENDING:
             client.out.line(f"deployment {deployment_uuid}: unknown status {status!r}, waiting")
         if clock() >= deadline:
@@ -375,6 +555,22 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Name
     parser.add_argument("--image-tag", help="set the resource's IMAGE_TAG to this before deploying")
     parser.add_argument("--tag-variable", default="IMAGE_TAG", help="(default: IMAGE_TAG)")
     parser.add_argument(
+        "--image",
+        help="the image without tag, e.g. ghcr.io/owner/working: --image-tag must exist there "
+        "before anything changes (login: $REGISTRY_USER, $REGISTRY_TOKEN)",
+    )
+    parser.add_argument(
+        "--insecure-registry",
+        action="store_true",
+        help="talk plain http to the registry (a local test registry only)",
+    )
+    parser.add_argument(
+        "--no-rollback",
+        action="store_true",
+        help="leave the new IMAGE_TAG in place when the deploy fails (default: restore the "
+        "previous one and redeploy it)",
+    )
+    parser.add_argument(
         "--app-url",
         default=environ.get("APP_URL", ""),
         help="public base URL whose /health is checked afterwards ($APP_URL)",
@@ -397,7 +593,10 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Name
     return args
 
 
-def run(args: argparse.Namespace, token: str, out: Output) -> int:
+FULL_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def run(args: argparse.Namespace, token: str, out: Output, environ: Mapping[str, str]) -> int:
     if not token:
         raise UsageError("COOLIFY_TOKEN is not set")
     if not args.url:
@@ -406,6 +605,8 @@ def run(args: argparse.Namespace, token: str, out: Output) -> int:
         raise UsageError("COOLIFY_APP_UUID is not set")
     if not args.app_url and not args.no_health_check:
         raise UsageError("APP_URL is not set: give --app-url, or --no-health-check to skip")
+    if args.image and not args.image_tag:
+        raise UsageError("--image needs --image-tag: the tag to look for in the registry")
 
     client = Client(
         api_base(args.url),
@@ -415,21 +616,7 @@ def run(args: argparse.Namespace, token: str, out: Output) -> int:
         attempts=args.attempts,
         backoff=args.backoff,
     )
-    if args.image_tag:
-        set_variable(client, args.kind, args.uuid, args.tag_variable, args.image_tag)
-
-    deployments = trigger_deploy(client, args.uuid, force=args.force)
-    pending = [d["deployment_uuid"] for d in deployments if d.get("deployment_uuid")]
-    if not pending and args.no_health_check:
-        raise DeploymentFailed(
-            "Coolify started the resource without a deployment to follow (a Service); "
-            "only the /health check can confirm it: drop --no-health-check"
-        )
-    for deployment_uuid in pending:
-        wait_for_deployment(
-            client, deployment_uuid, timeout=args.timeout, interval=args.poll_interval
-        )
-
+    app = None
     if not args.no_health_check:
         app = Client(
             http_url(args.app_url, "APP_URL"),
@@ -439,23 +626,146 @@ def run(args: argparse.Namespace, token: str, out: Output) -> int:
             attempts=1,
             sleep=client.sleep,
         )
-        data = wait_for_health(
-            app, args.expect_commit, timeout=args.health_timeout, interval=args.poll_interval
-        )
-        out.line(f"live: {args.app_url} serves {data.get('git_commit')} ({data.get('version')})")
-    else:
-        out.line("deployed (no health check)")
+    previous = None
+    if args.image_tag:
+        if args.image:
+            registry = Registry(
+                out,
+                username=environ.get("REGISTRY_USER", "").strip(),
+                password=environ.get("REGISTRY_TOKEN", "").strip(),
+                scheme="http" if args.insecure_registry else "https",
+                timeout=args.request_timeout,
+                attempts=args.attempts,
+                backoff=args.backoff,
+            )
+            check_image(registry, args.image, args.image_tag)
+        previous = remember_previous(client, app, args)
+        set_variable(client, args.kind, args.uuid, args.tag_variable, args.image_tag)
+
+    try:
+        deploy_and_verify(client, app, args, args.expect_commit)
+    except DeploymentFailed as failure:
+        if args.no_rollback or previous is None or previous == args.image_tag:
+            raise
+        raise roll_back(client, app, args, previous, failure) from None
     return EXIT_OK
+
+
+def remember_previous(client: Client, app: Client | None, args: argparse.Namespace) -> str | None:
+    """What to restore if this deploy fails: the resource's tag variable, else the commit the
+    live /health reports (tags are commit shas), else nothing (said so)."""
+    var = args.tag_variable
+    exists, value = current_variable(client, args.kind, args.uuid, var)
+    if value:
+        client.out.line(f"previous {var}={value}")
+        return value
+    why = (
+        "not readable (the token needs read:sensitive to read values)"
+        if exists
+        else "not set on the resource yet"
+    )
+    commit = live_commit(app) if app is not None else None
+    if commit:
+        client.out.line(
+            f"previous {var} {why}; the live /health serves {commit}: a failed deploy restores that"
+        )
+        return commit
+    client.out.line(
+        f"warning: previous {var} {why}, and no live commit: a failed deploy cannot be rolled back"
+    )
+    return None
+
+
+def live_commit(app: Client) -> str | None:
+    try:
+        _, data = app.request("GET", "/health", authenticated=False, any_status=True)
+    except ApiError:
+        return None
+    commit = str(data.get("git_commit", "")).lower() if isinstance(data, dict) else ""
+    return commit if FULL_SHA.fullmatch(commit) else None
+
+
+def deploy_and_verify(
+    client: Client, app: Client | None, args: argparse.Namespace, expect: str | None
+) -> None:
+    follow_deploy(client, args)
+    if app is None:
+        client.out.line("deployed (no health check)")
+        return
+    data = wait_for_health(app, expect, timeout=args.health_timeout, interval=args.poll_interval)
+    client.out.line(f"live: {args.app_url} serves {data.get('git_commit')} ({data.get('version')})")
+
+
+_TRIGGERS = 3
+
+
+def follow_deploy(client: Client, args: argparse.Namespace) -> None:
+    """Trigger a deployment and follow it to its end; when Coolify says one is already queued,
+    follow that one, or, if it was already running (it may have read the previous IMAGE_TAG),
+    wait for it and trigger again."""
+    follow = {"timeout": args.timeout, "interval": args.poll_interval}
+    for _ in range(_TRIGGERS):
+        entries = trigger_deploy(client, args.uuid, force=args.force)
+        if not any(already_queued(e) for e in entries):
+            pending = [d["deployment_uuid"] for d in entries if d.get("deployment_uuid")]
+            if not pending and args.no_health_check:
+                raise DeploymentFailed(
+                    "Coolify started the resource without a deployment to follow (a Service); "
+                    "only the /health check can confirm it: drop --no-health-check"
+                )
+            for deployment_uuid in pending:
+                wait_for_deployment(client, deployment_uuid, **follow)
+            return
+        active = active_deployments(client, args.uuid)
+        queued = [d["deployment_uuid"] for d in active if d["status"] == "queued"]
+        if queued:
+            # Not started yet: it reads IMAGE_TAG when it starts, so it deploys this one.
+            client.out.line(f"following the app's queued deployment {queued[-1]}")
+            wait_for_deployment(client, queued[-1], **follow)
+            return
+        for running in active:
+            client.out.line(
+                f"deployment {running['deployment_uuid']} was already running and may deploy "
+                "the previous IMAGE_TAG: waiting for it, then deploying again"
+            )
+            wait_for_deployment(client, running["deployment_uuid"], must_succeed=False, **follow)
+    raise DeploymentFailed(
+        f"Coolify answered 'already queued' {_TRIGGERS} times: look at the resource's "
+        "Deployments tab in Coolify"
+    )
+
+
+def roll_back(
+    client: Client,
+    app: Client | None,
+    args: argparse.Namespace,
+    previous: str,
+    failure: DeploymentFailed,
+) -> DeploymentFailed:
+    """Restore the previous tag and redeploy it; the error to report, saying what happened."""
+    var = args.tag_variable
+    client.out.line(f"deploy of {var}={args.image_tag} failed; restoring {var}={previous}")
+    try:
+        set_variable(client, args.kind, args.uuid, var, previous)
+        deploy_and_verify(client, app, args, previous if FULL_SHA.fullmatch(previous) else None)
+    except DeployError as again:
+        return DeploymentFailed(
+            f"{failure}; the rollback to {var}={previous} failed too: {again} "
+            "(the site may be down: look at Coolify now)"
+        )
+    serving = " and /health serves it" if app is not None else ""
+    return DeploymentFailed(f"{failure}; rolled back: {var}={previous} is deployed again{serving}")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     token = environ.get("COOLIFY_TOKEN", "").strip()
-    out = Output(secrets=[token])
-    err = Output(secrets=[token], stream=sys.stderr)
+    secrets = [token, environ.get("REGISTRY_TOKEN", "").strip()]
+    out = Output(secrets=secrets)
+    err = Output(secrets=secrets, stream=sys.stderr)
     args = parse_args(sys.argv[1:] if argv is None else argv, environ)
     try:
-        return run(args, token, out)
+        return run(args, token, out, environ)
     except DeployError as error:
         prefix = "::error title=Coolify deploy::" if environ.get("GITHUB_ACTIONS") else "error: "
         err.line(prefix + str(error))

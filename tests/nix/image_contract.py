@@ -31,9 +31,20 @@ IMAGE_ONLY_ENV = {
 IMAGE_SET_SETTINGS = ("FRONTEND_DIR", "DATA_DIR", "GIT_COMMIT", "APP_VERSION")
 LABELS = ("title", "version", "revision", "licenses")
 STORE_PATH = re.compile(r"^/nix/store/[0-9a-z]{32}-[^/]+$")
-# Store paths that must never be in the image: Node (the frontend is prebuilt), shells, curl.
-FORBIDDEN_STORE = re.compile(r"nix/store/[0-9a-z]{32}-(nodejs|bash|busybox|dash|curl)-")
+# "No shell" means exactly this (docs/nix.md says the same):
+# - no shell and no env at the image root: nothing answers /bin/sh, `docker exec app sh` fails;
+# - nothing on the image's PATH but the venv's bin, which holds no shell;
+# - Entrypoint, Cmd and Healthcheck are exec form (check_config): nothing starts a shell.
+# It does NOT mean "no bash in the store": nixpkgs' CPython patches Lib/subprocess.py so that
+# `shell=True` runs `<bash>/bin/sh` (pkgs/development/interpreters/python/cpython/default.nix,
+# postPatch), so the interpreter's closure holds bash; the app itself never passes shell=True.
+# Store paths that must never be in the image: Node (the frontend is prebuilt), interactive
+# shells, curl.
+FORBIDDEN_STORE = re.compile(
+    r"nix/store/[0-9a-z]{32}-(nodejs|bash-interactive|busybox|dash|zsh|curl)-"
+)
 FORBIDDEN_ROOT = ("bin/sh", "bin/bash", "usr/bin/env", "bin/curl", "usr/bin/curl")
+SHELLS = ("sh", "bash", "dash", "ash", "zsh", "busybox")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -118,6 +129,8 @@ def check_image_tar(path: str | Path, contract: dict[str, Any], project: dict[st
         meta = json.load(archive.extractfile(entry["Config"]))
         assert meta["os"] == "linux"
         check_config(meta["config"], contract, project)
+        env = dict(item.split("=", 1) for item in meta["config"]["Env"])
+        on_path = [d.lstrip("/") for d in env["PATH"].split(":")]
         for layer in entry["Layers"]:
             with tarfile.open(fileobj=archive.extractfile(layer)) as files:
                 for member in files:
@@ -126,6 +139,10 @@ def check_image_tar(path: str | Path, contract: dict[str, Any], project: dict[st
                     seen[name] = member
     for name in FORBIDDEN_ROOT:
         assert name not in seen, f"forbidden in the image: /{name}"
+    for directory in on_path:
+        assert directory in seen, f"/{directory} (on PATH) is not in the image"
+        for shell in SHELLS:
+            assert f"{directory}/{shell}" not in seen, f"a shell on PATH: /{directory}/{shell}"
     assert tmp_dir in seen, f"/{tmp_dir} is missing"
     assert seen[tmp_dir].isdir()
     assert seen[tmp_dir].mode & 0o7777 == 0o1777, oct(seen[tmp_dir].mode)

@@ -1,0 +1,429 @@
+"""Mutation testing of the runtime's promises: does each promise have a test that fails when
+it breaks?
+
+    uv run python -m tests.mutate            # every mutation (about half an hour here)
+    uv run python -m tests.mutate --fast     # those whose tests start no server (CI, minutes)
+    uv run python -m tests.mutate --list     # what there is, without running anything
+    uv run python -m tests.mutate -k wait    # the mutations whose name contains "wait"
+
+Each mutation below breaks one promise at one place: an exact snippet of a file in working/
+and what replaces it. For each, the repository is copied to a temporary directory (the
+checkout itself is never written to), the snippet is replaced there, and the tests that claim
+the promise run against the copy (PYTHONPATH points every process, servers included, at it).
+A mutation is
+
+    caught      the named tests failed
+    SURVIVED    they passed: the promise is unguarded
+    STALE       the snippet is no longer in the file (the code moved on: update the mutation)
+    SKIPPED     a named test was skipped (a missing service) and none failed: proves nothing
+    ERROR       the tests could not run (not collected, crashed): proves nothing
+
+and the command exits 1 unless every mutation was caught. The named tests first run once
+against the unmutated copy: a test that already fails would "catch" everything.
+
+When an issue adds a promise, add its mutation here and run this before closing the issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# Test modules that start `working serve` against the prebuilt frontend export.
+_STARTS_SERVERS = ("tests/test_server.py", "tests/test_browser.py", "tests/test_cluster.py")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    promise: str
+    path: str
+    edits: tuple[tuple[str, str], ...]  # (exact original snippet, replacement), in order
+    tests: tuple[str, ...]  # pytest node ids, relative to the repository
+    fast: bool = True
+
+
+def _m(
+    name: str, promise: str, path: str, edits: list[tuple[str, str]], tests: list[str], **kw: bool
+) -> Mutation:
+    return Mutation(name, promise, path, tuple(edits), tuple(tests), **kw)
+
+
+MUTATIONS = [
+    # -- settings and masking ----------------------------------------------------------------
+    _m(
+        "seconds-upper-bound",
+        "a seconds setting has an upper bound (DB_WAIT_TIMEOUT=inf is refused)",
+        "working/settings.py",
+        [("if not minimum <= number <= maximum:", "if not minimum <= number:")],
+        ["tests/test_settings.py::test_seconds_have_an_upper_bound"],
+    ),
+    _m(
+        "mask-url-keeps-password",
+        "a URL is printed with its password masked (check-config, start line)",
+        "working/masking.py",
+        [
+            (
+                '    """postgresql://app:s3cret@db/app -> postgresql://app:***@db/app."""\n',
+                '    """postgresql://app:s3cret@db/app -> postgresql://app:***@db/app."""\n'
+                "    return url\n",
+            )
+        ],
+        [
+            "tests/test_settings.py::test_postgres_url_is_normalised_to_psycopg_and_masked",
+            "tests/test_entrypoint.py::test_check_config_prints_effective_settings_masked",
+        ],
+    ),
+    _m(
+        "mask-text-misses-userinfo",
+        "free text (log lines, errors) has user:password@ in URLs masked",
+        "working/masking.py",
+        [
+            (
+                '    if "://" in text:\n        text = _USERINFO',
+                "    if False:\n        text = _USERINFO",
+            )
+        ],
+        ["tests/test_masking.py"],
+    ),
+    # -- exit codes and the wait ---------------------------------------------------------------
+    _m(
+        "config-error-exit-1",
+        "a bad setting exits 2 with one line",
+        "working/errors.py",
+        [('    exit_code_name = "config"', '    exit_code_name = "error"')],
+        ["tests/test_entrypoint.py::test_bad_settings_exit_2_with_one_line[PORT-migrate]"],
+    ),
+    _m(
+        "dependency-error-exit-1",
+        "a database that never comes up exits 3",
+        "working/errors.py",
+        [('    exit_code_name = "dependency"', '    exit_code_name = "error"')],
+        ["tests/test_entrypoint.py::test_database_never_up_exits_3_after_the_timeout"],
+    ),
+    _m(
+        "wait-deadline-doubled",
+        "the database wait gives up at DB_WAIT_TIMEOUT, not later",
+        "working/waiting.py",
+        [("deadline = time.monotonic() + timeout", "deadline = time.monotonic() + timeout * 2")],
+        ["tests/test_entrypoint.py::test_database_never_up_exits_3_after_the_timeout"],
+    ),
+    _m(
+        "migration-lock-removed",
+        "replicas migrating at once take turns at a PostgreSQL advisory lock",
+        "working/db.py",
+        [
+            (
+                'conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})',
+                'conn.execute(text("SELECT 1"))',
+            )
+        ],
+        ["tests/test_entrypoint.py::test_concurrent_migrations_do_not_race"],
+    ),
+    # -- shutdown ------------------------------------------------------------------------------
+    _m(
+        "sigterm-does-not-drain",
+        "SIGTERM lets in-flight requests finish, then exits 0",
+        "working/server.py",
+        [
+            (
+                "        self.should_exit = True\n        _start_deadline(",
+                "        self.should_exit = self.force_exit = True\n        _start_deadline(",
+            )
+        ],
+        ["tests/test_server.py::test_sigterm_drains_in_flight_requests_and_exits_0[sqlite]"],
+        fast=False,
+    ),
+    _m(
+        "second-signal-exits-0",
+        "a second signal stops at once and exits 1 (cut downloads are not a clean stop)",
+        "working/server.py",
+        [("self.forced = self.force_exit = True", "self.force_exit = True")],
+        ["tests/test_server.py::test_second_signal_stops_at_once[sqlite]"],
+        fast=False,
+    ),
+    # -- health --------------------------------------------------------------------------------
+    _m(
+        "health-probe-per-request",
+        "concurrent /health requests share one probe in flight",
+        "working/health.py",
+        [("if self._inflight is None or self._inflight.done():", "if True:")],
+        ["tests/test_server.py::test_concurrent_health_checks_share_one_probe"],
+        fast=False,
+    ),
+    _m(
+        "health-ignores-database",
+        "/health says 503 degraded while the database is down",
+        "working/health.py",
+        [
+            (
+                'dependencies_ok = all(r["status"] == "connected" for r in results)',
+                "dependencies_ok = True",
+            )
+        ],
+        ["tests/test_server.py::test_health_follows_the_database_down_and_back"],
+        fast=False,
+    ),
+    # -- accounts and notes ----------------------------------------------------------------------
+    _m(
+        "throttle-after-50",
+        "the fifth failed login of a name from one client throttles that client (README)",
+        "working/auth.py",
+        [("    free: int = 5\n", "    free: int = 50\n")],
+        [
+            "tests/test_auth_hostile.py::"
+            "test_the_fifth_failure_throttles_and_the_fourth_does_not[sqlite]"
+        ],
+    ),
+    _m(
+        "session-never-expires",
+        "an expired session token logs nobody in",
+        "working/auth.py",
+        [("if row is None or row.expires_at <= _now():", "if row is None:")],
+        ["tests/test_auth_hostile.py::test_expired_sessions_and_old_throttles_are_purged[sqlite]"],
+    ),
+    _m(
+        "note-cap-shared",
+        "the note limit is per account",
+        "working/notes.py",
+        [
+            (
+                "select(func.count()).select_from(Note).where(Note.account_id == account_id)",
+                "select(func.count()).select_from(Note)",
+            )
+        ],
+        ["tests/test_app.py::test_note_cap_is_per_account[sqlite]"],
+    ),
+    _m(
+        "notes-listed-for-everyone",
+        "an account sees only its own notes",
+        "working/notes.py",
+        [("        .where(Note.account_id == account_id)\n        .order_by", "        .order_by")],
+        ["tests/test_app.py::test_notes_belong_to_their_owner[sqlite]"],
+    ),
+    _m(
+        "note-deleted-by-anyone",
+        "an account deletes only its own notes",
+        "working/notes.py",
+        [
+            (
+                "delete(Note).where(Note.id == note_id, Note.account_id == account_id)",
+                "delete(Note).where(Note.id == note_id)",
+            )
+        ],
+        ["tests/test_app.py::test_notes_belong_to_their_owner[sqlite]"],
+    ),
+    # -- static files and the build ----------------------------------------------------------------
+    _m(
+        "static-reads-disk",
+        "no request path reads a file outside the export",
+        "working/static.py",
+        [
+            (
+                '        self._not_found = self._files.get("/404.html")\n',
+                '        self._not_found = self._files.get("/404.html")\n'
+                "        self._root = directory\n",
+            ),
+            (
+                '        entry = self._files.get(scope["path"])\n',
+                '        entry = self._files.get(scope["path"])\n'
+                '        disk = self._root / scope["path"].lstrip("/")\n'
+                "        if entry is None and disk.is_file():\n"
+                "            await _respond(send, 200, [], disk.read_bytes())\n"
+                "            return\n",
+            ),
+        ],
+        ["tests/test_server.py::test_traversal_paths_never_leave_the_export"],
+        fast=False,
+    ),
+    _m(
+        "build-metadata-unpinned",
+        "two builds of the same commit are byte-identical",
+        "working/frontend.py",
+        [
+            (
+                'metadata |= {"project_hash": 0, "last_reflex_run_datetime": ',
+                'metadata |= {"project_hash_": 0, "last_reflex_run_datetime_": ',
+            )
+        ],
+        ["tests/test_frontend.py::test_two_clean_builds_are_byte_identical"],
+        fast=False,
+    ),
+]
+
+
+@dataclass
+class Outcome:
+    verdict: str
+    detail: str
+    seconds: float
+
+
+def _copy_repo(dest: Path) -> None:
+    """The files git knows (tracked, or new and not ignored), as they are on disk now."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, listed):
+        source = REPO / os.fsdecode(name)
+        if source.is_file():
+            target = dest / os.fsdecode(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def _run_tests(copy: Path, tests: tuple[str, ...], env: dict[str, str], report: Path) -> Outcome:
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-x",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={report}",
+            *tests,
+        ],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    took = time.monotonic() - started
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    first_failure = ""
+    if report.is_file():
+        root = ET.parse(report).getroot()  # noqa: S314 (our own pytest's report)
+        for suite in root.iter("testsuite"):
+            for key in counts:
+                counts[key] += int(suite.get(key, 0))
+        for element in root.iter():
+            if element.tag in ("failure", "error") and not first_failure:
+                first_failure = (element.get("message") or "").splitlines()[0][:160]
+        report.unlink()
+    if result.returncode == 1 and counts["failures"] + counts["errors"] > 0:
+        return Outcome("caught", first_failure, took)
+    if result.returncode == 0 and counts["skipped"]:
+        return Outcome("SKIPPED", f"{counts['skipped']} of {counts['tests']} skipped", took)
+    if result.returncode == 0:
+        return Outcome("SURVIVED", f"{counts['tests']} test(s) passed", took)
+    tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
+    return Outcome("ERROR", f"pytest exit {result.returncode}: {tail[0][:160]}", took)
+
+
+def _apply(file: Path, edits: tuple[tuple[str, str], ...]) -> str | None:
+    """Apply the edits; None when done, else why the mutation is stale."""
+    text = file.read_text()
+    for original, replacement in edits:
+        found = text.count(original)
+        if found != 1:
+            return f"snippet found {found} times: {original.strip().splitlines()[0][:60]!r}"
+        text = text.replace(original, replacement)
+    file.write_text(text)
+    return None
+
+
+def _frontend_export(work: Path, env: dict[str, str]) -> str:
+    """One export for every run (what conftest would otherwise build per pytest session)."""
+    prebuilt = os.environ.get("WORKING_TEST_FRONTEND")
+    if prebuilt:
+        return prebuilt
+    out = work / "export"
+    print("building the frontend export once ...", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "working.entrypoint", "build-frontend", "--out", str(out)],
+        cwd=work / "repo",
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return str(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.mutate", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--fast", action="store_true", help="only the mutations marked fast")
+    parser.add_argument("-k", dest="match", default="", help="only mutations whose name has this")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if (m.fast or not args.fast) and args.match in m.name]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:28} {'fast' if m.fast else 'slow'}  {m.path:22} {m.promise}")
+        return 0
+    if not chosen:
+        print("no mutation matches", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="working-mutate-") as tmp:
+        work = Path(tmp)
+        copy = work / "repo"
+        _copy_repo(copy)
+        env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+        env.pop("CI", None)  # a skip is reported as SKIPPED here, not turned into a failure
+        if any(t.startswith(_STARTS_SERVERS) for m in chosen for t in m.tests):
+            env["WORKING_TEST_FRONTEND"] = _frontend_export(work, env)
+        report = work / "report.xml"
+
+        if not args.no_baseline:
+            tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+            print(f"baseline: {len(tests)} test(s) against the unmutated copy ...", flush=True)
+            base = _run_tests(copy, tests, env, report)
+            if base.verdict != "SURVIVED":
+                print(f"baseline not clean ({base.verdict}: {base.detail}); nothing to measure")
+                return 2
+            print(f"baseline: passed in {base.seconds:.0f}s", flush=True)
+
+        results: list[tuple[Mutation, Outcome]] = []
+        for m in chosen:
+            file = copy / m.path
+            original = file.read_bytes()
+            stale = _apply(file, m.edits)
+            if stale is not None:
+                outcome = Outcome("STALE", stale, 0.0)
+            else:
+                try:
+                    outcome = _run_tests(copy, m.tests, env, report)
+                finally:
+                    file.write_bytes(original)
+            assert file.read_bytes() == original
+            results.append((m, outcome))
+            print(
+                f"{outcome.verdict:8} {m.name} ({outcome.seconds:.0f}s) {outcome.detail}",
+                flush=True,
+            )
+
+    print()
+    print("| mutation | promise | where | test(s) | result |")
+    print("|---|---|---|---|---|")
+    for m, outcome in results:
+        tests = "<br>".join(t.removeprefix("tests/") for t in m.tests)
+        print(f"| {m.name} | {m.promise} | {m.path} | {tests} | {outcome.verdict} |")
+    survived = [m.name for m, o in results if o.verdict != "caught"]
+    print()
+    print(
+        f"{len(results) - len(survived)} of {len(results)} caught"
+        + (f"; not caught: {', '.join(survived)}" if survived else "")
+    )
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
