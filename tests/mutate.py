@@ -192,6 +192,55 @@ MUTATIONS = [
         ["tests/test_auth_hostile.py::test_expired_sessions_and_old_throttles_are_purged[sqlite]"],
     ),
     _m(
+        "throttle-checks-while-blocked",
+        "60 parallel wrong passwords: only the first 5 are checked, the count is exact",
+        "working/auth.py",
+        [("            where=row.blocked_until <= now,\n", "")],
+        ["tests/test_auth_hostile.py::test_parallel_wrong_passwords_are_counted_exactly[sqlite]"],
+    ),
+    _m(
+        "hash-pool-unbounded",
+        "a full hashing pool refuses at once",
+        "working/login_guard.py",
+        [("        if self._busy >= self._slots:\n", "        if False:\n")],
+        ["tests/test_auth_hostile.py::test_the_hashing_pool_refuses_at_once_when_full"],
+    ),
+    _m(
+        "throttle-per-account",
+        "an attacker's failures slow down that client, not the owner elsewhere",
+        "working/login_guard.py",
+        [('    return headers.get("asgi-scope-client", "")[:64] or "unknown"', '    return "x"')],
+        ["tests/test_auth_server.py::test_an_attacker_slows_down_itself_not_the_owner[sqlite]"],
+        fast=False,
+    ),
+    _m(
+        "revoked-tab-rehydrates",
+        "a tab whose session was revoked forgets its user's name and notes",
+        "working/working.py",
+        [
+            (
+                "        if found is None or found.user.username != self.username:",
+                "        if found is not None and found.user.username != self.username:",
+            )
+        ],
+        [
+            "tests/test_auth_server.py::"
+            "test_the_cookie_is_httponly_and_a_revoked_tab_forgets_its_user[sqlite]"
+        ],
+        fast=False,
+    ),
+    _m(
+        "cookie-readable-by-scripts",
+        "the session cookie is HttpOnly",
+        "working/session_cookie.py",
+        [("Max-Age={max(0, max_age)}; HttpOnly; SameSite", "Max-Age={max(0, max_age)}; SameSite")],
+        [
+            "tests/test_auth_server.py::"
+            "test_the_cookie_is_httponly_and_a_revoked_tab_forgets_its_user[sqlite]"
+        ],
+        fast=False,
+    ),
+    _m(
         "note-cap-shared",
         "the note limit is per account",
         "working/notes.py",
