@@ -199,7 +199,7 @@ def test_concurrent_migrations_do_not_race(pg_url: str) -> None:
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     applied = [o for o in outputs if "migrations: applied empty -> 0002" in o]
     assert len(applied) == 1, outputs
-    assert sum("migrations: database already at 0001" in o for o in outputs) == 2, outputs
+    assert sum("migrations: database already at 0002" in o for o in outputs) == 2, outputs
 
 
 @pytest.mark.postgres
