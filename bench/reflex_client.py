@@ -18,7 +18,7 @@ that follows a login's delta) are moved to `stray` before the next event is sent
 
     async with ReflexClient("http://127.0.0.1:3000", client_storage=client_storage_vars()) as c:
         await c.hydrate("/signup")
-        await c.event(full_name("AuthState.sign_up"), {"form": {...}}, until=redirected)
+        await c.event(full_name("AuthState.sign_up"), {"form": {...}}, until=logged_in)
         updates = await c.event(full_name("NotesState.add"), {"form": {"body": "hi"}})
 """
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -48,6 +49,7 @@ FIELD_MARKER = "_rx_state_"
 _HYDRATED = "is_hydrated_rx_state_"
 # The browser connects to `<origin>/_event`: Socket.IO path and namespace are both `/_event`.
 NAMESPACE = "/_event"
+_TICKET = re.compile(r"body: \"([A-Za-z0-9_-]+)\"")
 
 
 class ReflexClientError(Exception):
@@ -62,6 +64,22 @@ def any_update(updates: list[Update]) -> bool:
 def redirected(updates: list[Update]) -> bool:
     """Done when the server has sent a frontend `_redirect` (e.g. after sign up or log in)."""
     return any(e.get("name") == "_redirect" for u in updates for e in u.get("events") or ())
+
+
+def logged_in(updates: list[Update]) -> bool:
+    """Done when a log-in or sign-up succeeded: the server sends the page the script that
+    redeems the session's one-time ticket for its HttpOnly cookie (working/session_cookie.py)."""
+    return bool(ticket_of(updates))
+
+
+def ticket_of(updates: list[Update]) -> str:
+    """The one-time ticket in a log-in's script ("" if none)."""
+    for update in updates:
+        for event in update.get("events") or ():
+            code = (event.get("payload") or {}).get("javascript_code") or ""
+            if event.get("name") == "_call_script" and (found := _TICKET.search(code)):
+                return found.group(1)
+    return ""
 
 
 def hydrated(updates: list[Update]) -> bool:
@@ -121,12 +139,15 @@ class ReflexClient:
         connect_timeout: float = 10.0,
         path: str = "/",
         client_storage: frozenset[str] = frozenset(),
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token or str(uuid.uuid4())
         self.origin = origin or self.url
         self.connect_timeout = connect_timeout
         self.path = path
+        # More handshake headers, e.g. the Cookie a browser sends with the WebSocket.
+        self.headers = headers or {}
         self.stray: list[Update] = []
         # The browser keeps cookie/local-storage vars across hydrations and sends them back
         # with `update_vars_internal` (hydrate clears them on the server): so does this client.
@@ -152,7 +173,7 @@ class ReflexClient:
         try:
             await self._sio.connect(
                 f"{self.url}?token={self.token}",
-                headers={"Origin": self.origin},
+                headers={"Origin": self.origin, **self.headers},
                 transports=["websocket"],
                 namespaces=[NAMESPACE],
                 socketio_path=NAMESPACE,

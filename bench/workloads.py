@@ -19,7 +19,7 @@ from typing import Any
 
 from .contenders import Workspace, contender
 from .procs import BenchError, Proc
-from .reflex_client import ReflexClient, client_storage_vars, full_name, redirected
+from .reflex_client import ReflexClient, client_storage_vars, full_name, logged_in
 
 # --- cold start -------------------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ async def _events(proc: Proc, run: EventRun, timeout: float) -> None:
                 await c.connect()
                 await c.hydrate("/signup", timeout=timeout)
                 form = {"username": f"b{uuid.uuid4().hex[:20]}", "password": "bench password"}
-                await c.event(names["sign_up"], {"form": form}, until=redirected, timeout=timeout)
+                await c.event(names["sign_up"], {"form": form}, until=logged_in, timeout=timeout)
                 await c.hydrate("/notes", timeout=timeout)
         except Exception as exc:
             run.error(f"setup: {exc}")

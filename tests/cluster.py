@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import signal
 import subprocess
@@ -30,7 +31,9 @@ NAMESPACE = "/_event"
 ROOT = "reflex___state____state"
 AUTH = f"{ROOT}.working___working____auth_state"
 NOTES = f"{AUTH}.working___working____notes_state"
-SESSION_VAR = f"{AUTH}.session_token_rx_state_"
+# The session cookie (HttpOnly, set by POST /_auth/session for a log-in's one-time ticket).
+SESSION_COOKIE = "working_session"
+_TICKET = re.compile(r'body: "([A-Za-z0-9_-]+)"')
 HYDRATE = f"{ROOT}.hydrate"
 UPDATE_VARS = f"{ROOT}.reflex___state____update_vars_internal_state.update_vars_internal"
 ON_LOAD = f"{ROOT}.reflex___state____on_load_internal_state.on_load_internal"
@@ -260,15 +263,19 @@ class ReflexClient:
         self._changed = asyncio.Event()
         self.sio = socketio.AsyncClient(reconnection=False)
         self.new_token = False
+        # The one-time ticket of this tab's latest log-in or sign-up ("" until then).
+        self.ticket = ""
         self.sio.on("event", self._on_event, namespace=NAMESPACE)
         self.sio.on("new_token", self._on_new_token, namespace=NAMESPACE)
 
-    async def connect(self, timeout: float = 20) -> None:
+    async def connect(self, timeout: float = 20, session: str = "") -> None:
+        """`session`: the session cookie's value, sent with the handshake as a browser does."""
+        cookie = {"Cookie": f"{SESSION_COOKIE}={session}"} if session else {}
         await self.sio.connect(
             f"{self.url}?token={self.token}",
             socketio_path="/_event",
             transports=["websocket"],
-            headers={"Origin": self.url},
+            headers={"Origin": self.url, **cookie},
             namespaces=[NAMESPACE],
             wait_timeout=timeout,
         )
@@ -288,12 +295,20 @@ class ReflexClient:
             namespace=NAMESPACE,
         )
 
-    async def hydrate(self, session_token: str | None = None) -> None:
-        """What a page load sends: hydrate, the cookies, then the page's on_load events."""
+    async def hydrate(self) -> None:
+        """What a page load sends: hydrate, then the page's on_load events (the session
+        cookie, if any, came with the WebSocket's handshake)."""
         await self.send(HYDRATE)
-        if session_token:
-            await self.send(UPDATE_VARS, vars={SESSION_VAR: session_token})
         await self.send(ON_LOAD)
+
+    async def redeem(self) -> str:
+        """What the page does after a log-in: trade the ticket for the session cookie."""
+        async with httpx.AsyncClient(timeout=20) as http:
+            response = await http.post(
+                f"{self.url}/_auth/session", content=self.ticket, headers={"Origin": self.url}
+            )
+        response.raise_for_status()
+        return response.cookies[SESSION_COOKIE]
 
     def var(self, state: str, name: str, default: Any = None) -> Any:
         return self.state.get(state, {}).get(f"{name}_rx_state_", default)
@@ -311,6 +326,10 @@ class ReflexClient:
     async def _on_event(self, update: dict[str, Any]) -> None:
         for state, values in (update.get("delta") or {}).items():
             self.state.setdefault(state, {}).update(values)
+        for event in update.get("events") or ():
+            code = (event.get("payload") or {}).get("javascript_code") or ""
+            if event.get("name") == "_call_script" and (found := _TICKET.search(code)):
+                self.ticket = found.group(1)
         self.deltas += 1
         self._changed.set()
         # update["events"] holds frontend-only events (_redirect, ...): the backend runs the

@@ -176,17 +176,69 @@ MUTATIONS = [
     # -- accounts and notes ----------------------------------------------------------------------
     _m(
         "throttle-after-50",
-        "the fifth failed login in a row throttles the account (README)",
+        "the fifth failed login of a name from one client throttles that client (README)",
         "working/auth.py",
-        [("THROTTLE_AFTER = 5\n", "THROTTLE_AFTER = 50\n")],
-        ["tests/test_app.py::test_the_fifth_failure_throttles_and_the_fourth_does_not[sqlite]"],
+        [("    free: int = 5\n", "    free: int = 50\n")],
+        [
+            "tests/test_auth_hostile.py::"
+            "test_the_fifth_failure_throttles_and_the_fourth_does_not[sqlite]"
+        ],
     ),
     _m(
         "session-never-expires",
         "an expired session token logs nobody in",
         "working/auth.py",
         [("if row is None or row.expires_at <= _now():", "if row is None:")],
-        ["tests/test_app.py::test_login_opens_a_session_that_logout_and_expiry_end[sqlite]"],
+        ["tests/test_auth_hostile.py::test_expired_sessions_and_old_throttles_are_purged[sqlite]"],
+    ),
+    _m(
+        "throttle-checks-while-blocked",
+        "60 parallel wrong passwords: only the first 5 are checked, the count is exact",
+        "working/auth.py",
+        [("            where=row.blocked_until <= now,\n", "")],
+        ["tests/test_auth_hostile.py::test_parallel_wrong_passwords_are_counted_exactly[sqlite]"],
+    ),
+    _m(
+        "hash-pool-unbounded",
+        "a full hashing pool refuses at once",
+        "working/login_guard.py",
+        [("        if self._busy >= self._slots:\n", "        if False:\n")],
+        ["tests/test_auth_hostile.py::test_the_hashing_pool_refuses_at_once_when_full"],
+    ),
+    _m(
+        "throttle-per-account",
+        "an attacker's failures slow down that client, not the owner elsewhere",
+        "working/login_guard.py",
+        [('    return headers.get("asgi-scope-client", "")[:64] or "unknown"', '    return "x"')],
+        ["tests/test_auth_server.py::test_an_attacker_slows_down_itself_not_the_owner[sqlite]"],
+        fast=False,
+    ),
+    _m(
+        "revoked-tab-rehydrates",
+        "a tab whose session was revoked forgets its user's name and notes",
+        "working/working.py",
+        [
+            (
+                "        if found is None or found.user.username != self.username:",
+                "        if found is not None and found.user.username != self.username:",
+            )
+        ],
+        [
+            "tests/test_auth_server.py::"
+            "test_the_cookie_is_httponly_and_a_revoked_tab_forgets_its_user[sqlite]"
+        ],
+        fast=False,
+    ),
+    _m(
+        "cookie-readable-by-scripts",
+        "the session cookie is HttpOnly",
+        "working/session_cookie.py",
+        [("Max-Age={max(0, max_age)}; HttpOnly; SameSite", "Max-Age={max(0, max_age)}; SameSite")],
+        [
+            "tests/test_auth_server.py::"
+            "test_the_cookie_is_httponly_and_a_revoked_tab_forgets_its_user[sqlite]"
+        ],
+        fast=False,
     ),
     _m(
         "note-cap-shared",

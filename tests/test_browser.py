@@ -108,3 +108,43 @@ def test_wrong_password_is_refused_and_status_page_shows_health(browser, app_url
     status.wait_for()
     assert '"database"' in page.locator("#health-report").inner_text()
     page.close()
+
+
+def test_the_session_cookie_is_httponly_and_strict(browser, app_url: str) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context()
+    page = context.new_page()
+    redeemed = []
+    page.on("response", lambda r: redeemed.append(r) if r.url.endswith("/_auth/session") else None)
+    _sign_up(page, app_url, "dora", "correct horse battery")
+    page.wait_for_load_state("networkidle")
+    assert len(redeemed) == 1
+    # Playwright's `headers` leaves Set-Cookie out; the raw list has it.
+    set_cookies = [
+        h["value"] for h in redeemed[0].headers_array() if h["name"].lower() == "set-cookie"
+    ]
+    assert len(set_cookies) == 1, redeemed[0].headers_array()
+    assert "; HttpOnly" in set_cookies[0]
+    assert "; SameSite=Strict" in set_cookies[0]
+    (cookie,) = [c for c in context.cookies() if c["name"] == "working_session"]
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Strict"
+    assert cookie["value"]
+    # Scripts cannot read it, and the page's state never holds it.
+    assert "working_session" not in page.evaluate("document.cookie")
+    assert cookie["value"] not in page.content()
+
+    # A reload, and a new tab, keep the login (the WebSocket handshake carries the cookie).
+    page.reload()
+    page.locator("#current-user").filter(has_text="dora").wait_for()
+    other = context.new_page()
+    other.goto(f"{app_url}/notes")
+    other.locator("#current-user").filter(has_text="dora").wait_for()
+    other.close()
+
+    page.locator("#logout").click()
+    page.wait_for_url(f"{app_url}/login")
+    page.wait_for_load_state("networkidle")
+    assert [c for c in context.cookies() if c["name"] == "working_session"] == []
+    page.goto(f"{app_url}/notes")
+    page.wait_for_url(f"{app_url}/login")
+    context.close()

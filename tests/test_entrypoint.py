@@ -172,8 +172,8 @@ def test_migrate_applies_once_and_is_idempotent(pg_url: str) -> None:
     first = run("migrate", env=base_env(DATABASE_URL=pg_url))
     second = run("migrate", env=base_env(DATABASE_URL=pg_url))
     assert first.returncode == second.returncode == 0, first.stdout + first.stderr
-    assert "[INFO] migrations: applied empty -> 0001" in first.stdout
-    assert "[INFO] migrations: database already at 0001" in second.stdout
+    assert "[INFO] migrations: applied empty -> 0002" in first.stdout
+    assert "[INFO] migrations: database already at 0002" in second.stdout
 
 
 @pytest.mark.postgres
@@ -197,9 +197,9 @@ def test_concurrent_migrations_do_not_race(pg_url: str) -> None:
         raise
     outputs = [p.communicate(timeout=60)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
-    applied = [o for o in outputs if "migrations: applied empty -> 0001" in o]
+    applied = [o for o in outputs if "migrations: applied empty -> 0002" in o]
     assert len(applied) == 1, outputs
-    assert sum("migrations: database already at 0001" in o for o in outputs) == 2, outputs
+    assert sum("migrations: database already at 0002" in o for o in outputs) == 2, outputs
 
 
 @pytest.mark.postgres

@@ -47,7 +47,7 @@ from services import (
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
 _names = itertools.count()
-MIGRATED = "[INFO] migrations: applied empty -> 0001"
+MIGRATED = "[INFO] migrations: applied empty -> 0002"
 
 
 def _need(exe: str) -> None:
@@ -78,6 +78,9 @@ def cluster(
         "FRONTEND_DIR": str(frontend_export),
         "DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "SHUTDOWN_TIMEOUT": "10",
+        # The load test signs up its accounts from this one address: not the subject here.
+        "LOGIN_RATE": "100000",
+        "LOGIN_QUEUE": "1000",
     }
     nodes = Cluster(3, env, tmp_path_factory.mktemp("cwd"))
     # All three meet at the migration lock, held here until each waits at it.
@@ -140,7 +143,7 @@ def test_replicas_started_together_migrate_once(cluster: Cluster) -> None:
     outputs = cluster.startup_lines  # type: ignore[attr-defined]
     applied = [line for lines in outputs for line in lines if line == MIGRATED]
     assert len(applied) == 1, "\n---\n".join("\n".join(lines) for lines in outputs)
-    waited = [line for lines in outputs for line in lines if "database already at 0001" in line]
+    waited = [line for lines in outputs for line in lines if "database already at 0002" in line]
     assert len(waited) == 2
     for replica in cluster.replicas:
         body = httpx.get(f"{replica.url}/health", timeout=5).json()
@@ -194,11 +197,12 @@ def test_workers_share_one_port_and_drain_on_sigterm(
             await first.send(
                 f"{AUTH}.sign_up", form={"username": "workers", "password": "good password"}
             )
-            await first.wait_for(lambda: first.var(AUTH, "session_token"), 30, "signed up")
+            await first.wait_for(lambda: bool(first.ticket), 30, "signed up")
+            session = await first.redeem()
             tabs = [ReflexClient(server.url) for _ in range(4)]
             for tab in tabs:
-                await tab.connect()
-                await tab.hydrate(first.var(AUTH, "session_token"))
+                await tab.connect(session=session)
+                await tab.hydrate()
             for tab in tabs:
                 await tab.wait_for(lambda t=tab: t.var(AUTH, "username") == "workers", 30, "tab")
             for n, tab in enumerate(tabs):
@@ -322,13 +326,15 @@ async def _load(url: str, sessions: int, tabs: int, events: int) -> tuple[float,
     for client, user in zip(signers, users, strict=True):
         await client.send(f"{AUTH}.sign_up", form={"username": user, "password": "a good password"})
     for client in signers:
-        await client.wait_for(lambda c=client: c.var(AUTH, "session_token"), 60, "signed up")
+        await client.wait_for(lambda c=client: bool(c.ticket), 60, "signed up")
+    cookies = [await client.redeem() for client in signers]
 
     clients = [ReflexClient(url) for _ in range(sessions * tabs)]
     for start in range(0, len(clients), 25):
-        await asyncio.gather(*(c.connect() for c in clients[start : start + 25]))
-    for n, client in enumerate(clients):
-        await client.hydrate(signers[n // tabs].var(AUTH, "session_token"))
+        batch = range(start, min(start + 25, len(clients)))
+        await asyncio.gather(*(clients[n].connect(session=cookies[n // tabs]) for n in batch))
+    for client in clients:
+        await client.hydrate()
     for n, client in enumerate(clients):
         user = users[n // tabs]
         await client.wait_for(lambda c=client, u=user: c.var(AUTH, "username") == u, 60, "tab")

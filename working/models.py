@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -35,9 +35,6 @@ class Account(Base):
     username: Mapped[str] = mapped_column(String(32), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Login throttling lives in the database so that every replica enforces the same limit.
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class LoginSession(Base):
@@ -47,10 +44,29 @@ class LoginSession(Base):
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
-    # Only a hash of the token is stored: a leaked table does not log anyone in.
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Only hashes are stored: a leaked table does not log anyone in. A session starts with a
+    # one-time ticket (short-lived), which the browser redeems over HTTP for the cookie's token.
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    ticket_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    ticket_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class LoginThrottle(Base):
+    """Failed logins of one name from one client. Keyed by the name tried, whether or not an
+    account has it (no enumeration), and by the client (an attacker slows down only itself).
+    Lives in the database so that every replica enforces the same delays."""
+
+    __tablename__ = "login_throttles"
+
+    username: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    delay_s: Mapped[int] = mapped_column(Integer)
+    # Epoch seconds (see migration 0002: computed in SQL, portably).
+    blocked_until: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class Note(Base):

@@ -26,7 +26,7 @@ import uvicorn
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import draining, limits, logs, reflex_config, security_headers, statestore
+from . import draining, limits, logs, reflex_config, security_headers, session_cookie, statestore
 from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
@@ -69,7 +69,8 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
         return api
 
     app.api_transformer = attach
-    asgi = app()
+    # The HttpOnly session cookie's endpoints, and its removal from /_event's headers.
+    asgi = session_cookie.wrap(app(), settings.allowed_origins)
     logs.route_reflex_console()
     if settings.redis_url:
         from . import failover

@@ -50,6 +50,10 @@ class Settings:
     allowed_origins: tuple[str, ...]
     web_concurrency: int
     session_ttl: int
+    login_workers: int
+    login_queue: int
+    login_rate: int
+    login_rate_total: int
     forwarded_allow_ips: tuple[str, ...]
     max_connections_per_client: int
     state_idle_ttl: float
@@ -82,6 +86,10 @@ class Settings:
             "ALLOWED_ORIGINS": ",".join(self.allowed_origins),
             "WEB_CONCURRENCY": str(self.web_concurrency),
             "SESSION_TTL": str(self.session_ttl),
+            "LOGIN_WORKERS": str(self.login_workers),
+            "LOGIN_QUEUE": str(self.login_queue),
+            "LOGIN_RATE": str(self.login_rate),
+            "LOGIN_RATE_TOTAL": str(self.login_rate_total),
             "FORWARDED_ALLOW_IPS": ",".join(self.forwarded_allow_ips),
             "MAX_CONNECTIONS_PER_CLIENT": str(self.max_connections_per_client),
             "STATE_IDLE_TTL": _seconds(self.state_idle_ttl),
@@ -121,6 +129,10 @@ def load(environ: Mapping[str, str]) -> Settings:
         allowed_origins=_origins(env.text("ALLOWED_ORIGINS"), environment),
         web_concurrency=web_concurrency,
         session_ttl=int(env.seconds("SESSION_TTL", minimum=60, maximum=90 * 86400)),
+        login_workers=env.integer("LOGIN_WORKERS", minimum=1, maximum=64),
+        login_queue=env.integer("LOGIN_QUEUE", minimum=0, maximum=10000),
+        login_rate=env.integer("LOGIN_RATE", minimum=1, maximum=1_000_000),
+        login_rate_total=env.integer("LOGIN_RATE_TOTAL", minimum=1, maximum=1_000_000),
         forwarded_allow_ips=_proxies(env.text("FORWARDED_ALLOW_IPS")),
         max_connections_per_client=env.integer(
             "MAX_CONNECTIONS_PER_CLIENT", minimum=1, maximum=100_000

@@ -1,7 +1,8 @@
 """The Reflex app: pages and state. Accounts and notes live in auth.py and notes.py.
 
-Database work runs in a worker thread (`_db`), so scrypt and I/O never stall the event loop
-that every connected browser shares.
+Database work runs in a worker thread (`_db`) and password hashing in its own bounded pool
+(login_guard.py), so neither stalls the event loop that every connected browser shares, and
+hashing never delays a database call.
 """
 
 from __future__ import annotations
@@ -11,19 +12,30 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from functools import cache
 from typing import Any, TypeVar
 
 import reflex as rx
 from reflex.event import EventSpec
+from reflex.middleware.middleware import Middleware
+from reflex.state import BaseState, StateUpdate
+from reflex_base.event import Event, get_hydrate_event
 from sqlalchemy.orm import Session
 
-from . import auth, db, health, notes
+from . import auth, db, health, housekeeping, login, login_guard, notes, session_cookie
 from .settings import from_environ
 
 _T = TypeVar("_T")
 log = logging.getLogger("working.app")
 
-SESSION_COOKIE = "working_session"
+
+@cache
+def _guard() -> login_guard.LoginGuard:
+    return login_guard.LoginGuard.from_settings(from_environ())
+
+
+def _ttl() -> timedelta:
+    return timedelta(seconds=from_environ().session_ttl)
 
 
 async def _db(fn: Callable[..., _T], *args: Any) -> _T:
@@ -37,15 +49,38 @@ async def _db(fn: Callable[..., _T], *args: Any) -> _T:
 
 
 class AuthState(rx.State):
-    session_token: str = rx.Cookie(
-        "", name=SESSION_COOKIE, path="/", max_age=from_environ().session_ttl, same_site="strict"
-    )
     username: str = ""
     auth_error: str = ""
+    # The login session this tab holds, by id: kept on the server (a backend var), never sent
+    # to the page. The browser's HttpOnly cookie (session_cookie.py) restores it on hydrate.
+    _session_id: int = 0
 
     async def _user(self) -> auth.User | None:
         """Who is logged in, checked against the database on every call (expiry, log out)."""
-        return await _db(auth.user_for_token, self.session_token)
+        found = await _db(auth.session_by_id, self._session_id)
+        return found.user if found is not None else None
+
+    async def _restore(self, cookie_token: str) -> None:
+        """On hydrate, before the state is sent: the session the cookie names, else the one
+        this tab holds if it is still valid, else nobody; a tab whose session was revoked
+        (logged out elsewhere, expired) forgets its user's name and notes."""
+        found = None
+        if cookie_token:
+            found = await _db(auth.session_for_token, cookie_token)
+        if found is None and self._session_id:
+            found = await _db(auth.session_by_id, self._session_id)
+        if found is None or found.user.username != self.username:
+            await self._forget()
+        if found is not None:
+            self._session_id = found.session_id
+            self.username = found.user.username
+
+    async def _forget(self) -> None:
+        (await self.get_state(NotesState)).reset()
+        self.reset()
+
+    def _client(self) -> str:
+        return login_guard.client_address(self.router.headers.raw_headers)
 
     @rx.event
     async def redirect_if_logged_in(self):
@@ -55,32 +90,43 @@ class AuthState(rx.State):
 
     @rx.event
     async def sign_up(self, form: dict[str, Any]):
-        try:
-            await _db(auth.sign_up, form.get("username", ""), form.get("password", ""))
-        except auth.AuthError as exc:
-            self.auth_error = str(exc)
-            return None
-        return await self.log_in(form)
+        outcome = await login.sign_up(
+            _guard(),
+            _db,
+            form.get("username", ""),
+            form.get("password", ""),
+            self._client(),
+            _ttl(),
+        )
+        return self._opened(outcome)
 
     @rx.event
     async def log_in(self, form: dict[str, Any]):
-        ttl = timedelta(seconds=from_environ().session_ttl)
-        login = await _db(auth.log_in, form.get("username", ""), form.get("password", ""), ttl)
-        if login.user is None:
-            self.auth_error = login.error
+        outcome = await login.log_in(
+            _guard(),
+            _db,
+            form.get("username", ""),
+            form.get("password", ""),
+            self._client(),
+            _ttl(),
+        )
+        return self._opened(outcome)
+
+    def _opened(self, outcome: login.Outcome):
+        if outcome.opened is None:
+            self.auth_error = outcome.error
             return None
         self.auth_error = ""
-        self.session_token = login.token
-        self.username = login.user.username
-        return rx.redirect("/notes")
+        self._session_id = outcome.opened.session_id
+        self.username = outcome.opened.user.username
+        return rx.call_script(session_cookie.ticket_script(outcome.opened.ticket, "/notes"))
 
     @rx.event
     async def log_out(self):
-        if self.session_token:
-            await _db(auth.log_out, self.session_token)
-        self.reset()
-        self.session_token = ""
-        return rx.redirect("/login")
+        if self._session_id:
+            await _db(auth.log_out, "", self._session_id)
+        await self._forget()
+        return rx.call_script(session_cookie.logout_script("/login"))
 
 
 class NotesState(AuthState):
@@ -126,12 +172,13 @@ class NotesState(AuthState):
         """Check the session, run the action, and read the notes back: one transaction and one
         thread hop per event, since every event costs the one event loop all browsers share."""
 
-        token = self.session_token
+        session_id = self._session_id
 
         def run(s: Session) -> tuple[auth.User | None, list[notes.NoteView], str]:
-            user = auth.user_for_token(s, token)
-            if user is None:
+            found = auth.session_by_id(s, session_id)
+            if found is None:
                 return None, [], ""
+            user = found.user
             error = ""
             if action is not None:
                 try:
@@ -142,7 +189,7 @@ class NotesState(AuthState):
 
         user, rows, self.note_error = await _db(run)
         if user is None:
-            self.username = ""
+            await self._forget()
             return rx.redirect("/login")
         self.username = user.username
         self.notes = [{"id": str(n.id), "body": n.body, "created_at": n.created_at} for n in rows]
@@ -316,7 +363,21 @@ def log_event_error(exception: Exception) -> EventSpec:
     return rx.toast.error("Something went wrong; please try again.")
 
 
+class RestoreSession(Middleware):
+    """Runs before every hydrate (a page load or reconnect), before the state is sent."""
+
+    async def preprocess(self, app: rx.App, state: BaseState, event: Event) -> StateUpdate | None:
+        if event.name != get_hydrate_event(state) or app.sio is None:
+            return None
+        environ = app.sio.get_environ(state.router.session.session_id, session_cookie.EVENT_PATH)
+        auth_state = await state.get_state(AuthState)
+        await auth_state._restore(session_cookie.token_from_environ(environ))
+        return None
+
+
 app = rx.App(backend_exception_handler=log_event_error)
+app.add_middleware(RestoreSession())
+app.register_lifespan_task(housekeeping.purge_periodically)
 app.add_page(index, route="/", title="working")
 app.add_page(login_page, route="/login", title="Log in", on_load=AuthState.redirect_if_logged_in)
 app.add_page(signup_page, route="/signup", title="Sign up", on_load=AuthState.redirect_if_logged_in)
