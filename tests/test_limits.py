@@ -344,13 +344,15 @@ def test_forwarded_headers_are_believed_only_from_trusted_proxies(
 ) -> None:
     """Loopback is trusted by default; with FORWARDED_ALLOW_IPS naming another address, the
     X-Forwarded-For of a loopback client is ignored (the access log shows the real peer)."""
-    for trusted, expected in (("", "203.0.113.7"), ("10.0.1.0/24", "127.0.0.1")):
+    # None: the variable unset, for its default (set but empty is a configuration error).
+    for trusted, expected in ((None, "203.0.113.7"), ("10.0.1.0/24", "127.0.0.1")):
         port = free_port()
+        chosen = {} if trusted is None else {"FORWARDED_ALLOW_IPS": trusted}
         env = base_env(
             PORT=str(port),
             FRONTEND_DIR=str(frontend_export),
             DATA_DIR=str(tmp_path / f"data{port}"),
-            FORWARDED_ALLOW_IPS=trusted,
+            **chosen,
         )
         srv = Server(env, port, cwd=tmp_path).start()
         try:
