@@ -65,13 +65,15 @@ def token_from_environ(environ: Mapping[str, Any] | None) -> str:
     return str(environ.get("asgi.scope", {}).get(_SCOPE_KEY, ""))
 
 
-def ticket_script(ticket: str, then: str) -> str:
-    """The JavaScript the page runs after a log-in: redeem, then load `then` afresh (the new
-    WebSocket handshake carries the cookie). Navigates even if the POST failed: the tab
-    stays logged in through its own state; only other tabs and reloads need the cookie."""
+def ticket_script(ticket: str) -> str:
+    """The JavaScript the page runs after a log-in: redeem the ticket for the cookie; the
+    promise resolves to whether that worked. The tab stays logged in through its own state
+    either way (only other tabs and reloads need the cookie), so the page moves on by
+    client-side navigation on the same WebSocket, not a reload: a reload would open a new
+    connection, possibly to another replica, for nothing."""
     return (
         f"fetch({json.dumps(TICKET_PATH)}, {{method: 'POST', body: {json.dumps(ticket)}, "
-        f"credentials: 'same-origin'}}).finally(() => window.location.assign({json.dumps(then)}))"
+        f"credentials: 'same-origin'}}).then((r) => r.ok, () => false)"
     )
 
 

@@ -119,7 +119,16 @@ class AuthState(rx.State):
         self.auth_error = ""
         self._session_id = outcome.opened.session_id
         self.username = outcome.opened.user.username
-        return rx.call_script(session_cookie.ticket_script(outcome.opened.ticket, "/notes"))
+        return rx.call_script(
+            session_cookie.ticket_script(outcome.opened.ticket), callback=AuthState.enter_notes
+        )
+
+    @rx.event
+    def enter_notes(self, redeemed: bool):
+        """After the ticket script: the cookie is set (or, if not, only reloads lose the log-in)."""
+        if not redeemed:
+            log.warning("a log-in's session cookie could not be set; the tab stays logged in")
+        return rx.redirect("/notes")
 
     @rx.event
     async def log_out(self):
