@@ -28,6 +28,10 @@ class Outcome:
     error: str = ""
 
 
+# log_in and sign_up: (guard, run_db, username, password, client, ttl) -> Outcome.
+Action = Callable[[LoginGuard, RunDb, str, str, str, timedelta], Awaitable[Outcome]]
+
+
 async def log_in(
     guard: LoginGuard,
     run_db: RunDb,

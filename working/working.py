@@ -90,19 +90,15 @@ class AuthState(rx.State):
 
     @rx.event
     async def sign_up(self, form: dict[str, Any]):
-        outcome = await login.sign_up(
-            _guard(),
-            _db,
-            form.get("username", ""),
-            form.get("password", ""),
-            self._client(),
-            _ttl(),
-        )
-        return self._opened(outcome)
+        return await self._open(login.sign_up, form)
 
     @rx.event
     async def log_in(self, form: dict[str, Any]):
-        outcome = await login.log_in(
+        return await self._open(login.log_in, form)
+
+    async def _open(self, action: login.Action, form: dict[str, Any]):
+        """Run a log-in or sign-up from the form; on success the browser redeems the ticket."""
+        outcome = await action(
             _guard(),
             _db,
             form.get("username", ""),
@@ -110,9 +106,6 @@ class AuthState(rx.State):
             self._client(),
             _ttl(),
         )
-        return self._opened(outcome)
-
-    def _opened(self, outcome: login.Outcome):
         if outcome.opened is None:
             self.auth_error = outcome.error
             return None
