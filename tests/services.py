@@ -321,3 +321,11 @@ class MigrationGate:
             wait_until(all_waiting, timeout, f"{count} migrations waiting at the advisory lock")
         finally:
             self._conn.close()  # the session's advisory lock goes with it
+
+
+def add_note(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    """In a Playwright page on /notes: add a note and wait until the page shows it."""
+    before = page.locator(".note").count()
+    page.locator("#note-body").fill(text)
+    page.locator("#note-submit").click()
+    page.locator(".note").nth(before).wait_for()

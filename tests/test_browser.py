@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services import Server, base_env, free_port
+from services import Server, add_note, base_env, free_port
 from working.notes import NOTE_MAX
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -35,13 +35,6 @@ def _sign_up(page, app_url: str, username: str, password: str) -> None:  # type:
     page.locator("#current-user").filter(has_text=username).wait_for()
 
 
-def _add_note(page, text: str) -> None:  # type: ignore[no-untyped-def]
-    before = page.locator(".note").count()
-    page.locator("#note-body").fill(text)
-    page.locator("#note-submit").click()
-    page.locator(".note").nth(before).wait_for()
-
-
 def _note_bodies(page) -> list[str]:  # type: ignore[no-untyped-def]
     return page.locator(".note-body").all_inner_texts()
 
@@ -50,8 +43,8 @@ def test_sign_up_notes_reload_log_out_and_isolation(browser, app_url: str) -> No
     alice = browser.new_context()
     page = alice.new_page()
     _sign_up(page, app_url, "alice", "correct horse battery")
-    _add_note(page, "first note")
-    _add_note(page, "second note")
+    add_note(page, "first note")
+    add_note(page, "second note")
     assert _note_bodies(page) == ["second note", "first note"]
 
     page.reload()
