@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from services import Server, add_note, base_env, free_port
+from services import add_note
 from working.notes import NOTE_MAX
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
-def app_url(frontend_export: Path, database_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    server = Server(
-        base_env(PORT=str(port), FRONTEND_DIR=str(frontend_export), **database_env),
-        port,
-        cwd=tmp_path,
-    ).start()
+def app_url(serve, database_env: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
+    server = serve(**database_env)
     server.wait_healthy()
-    yield f"http://localhost:{port}"
-    server.stop()
+    return f"http://localhost:{server.port}"
 
 
 def _sign_up(page, app_url: str, username: str, password: str) -> None:  # type: ignore[no-untyped-def]
