@@ -16,7 +16,7 @@ import yaml
 from containers import Compose, Container, name
 from docker_services import PROXY_PORT, postgres_image, proxy_image, redis_image
 
-from services import PG_PASSWORD_URL, REPO, add_note, wait_until
+from services import PG_PASSWORD_URL, REPO, add_note, sign_up, wait_until
 from test_compose import COMPOSE, parse_duration
 from working.contract import contract
 
@@ -135,12 +135,7 @@ def test_redis_profile_two_replicas_browser_survives_a_stopped_replica(
     context = browser.new_context()
     page = context.new_page()
     before = _sockets(replicas)
-    page.goto(f"{url}/signup")
-    page.locator("#username").fill(user)
-    page.locator("#password").fill("a good password")
-    page.locator("#signup-form-submit").click()
-    page.wait_for_url(f"{url}/notes")
-    page.locator("#current-user").filter(has_text=user).wait_for()
+    sign_up(page, url, user, "a good password")
     add_note(page, "before")
     draft = "an unsaved draft"
     page.locator("#note-body").fill(draft)

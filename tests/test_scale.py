@@ -43,6 +43,7 @@ from services import (
     assert_no_password,
     base_env,
     free_port,
+    sign_up,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
@@ -443,12 +444,7 @@ def test_browser_keeps_state_when_its_replica_dies(
 
     page.on("websocket", watch)
     before = _sockets(cluster)
-    page.goto(f"{url}/signup")
-    page.locator("#username").fill(user)
-    page.locator("#password").fill("a good password")
-    page.locator("#signup-form-submit").click()
-    page.wait_for_url(f"{url}/notes")
-    page.locator("#current-user").filter(has_text=user).wait_for()
+    sign_up(page, url, user, "a good password")
     add_note(page, "before one")
     add_note(page, "before two")
     # A draft lives only in the Reflex state (in Redis), not in the database.
