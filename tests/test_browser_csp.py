@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from services import sign_up
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # Every violation the page sees, as the browser reports it to the page itself.
@@ -36,11 +38,7 @@ def test_the_app_works_under_its_csp(browser, app_url: str) -> None:  # type: ig
     assert "script-src 'self' 'unsafe-eval' 'sha256-" in csp
     assert response.headers["x-frame-options"] == "DENY"
 
-    page.locator("#username").fill("dora")
-    page.locator("#password").fill("correct horse battery")
-    page.locator("#signup-form-submit").click()
-    page.wait_for_url(f"{app_url}/notes")
-    page.locator("#current-user").filter(has_text="dora").wait_for()
+    sign_up(page, app_url, "dora", "correct horse battery")
     page.locator("#note-body").fill("a note under a strict policy")
     page.locator("#note-submit").click()
     page.locator(".note-body").filter(has_text="a note under a strict policy").wait_for()
