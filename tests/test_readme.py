@@ -75,12 +75,12 @@ def test_exit_codes_are_the_contracts() -> None:
 
 
 def test_security_section_states_the_actual_limits() -> None:
-    from working import auth, housekeeping, logs
+    from working import auth, housekeeping, login, logs
 
     security = _prose("Security")
     limits = contract()["limits"]
     env = contract()["env"]
-    throttle = auth.Throttle()
+    throttle = login.THROTTLE  # the policy the app runs with
     stated = [
         f"headers together are at most {limits['max_request_head_bytes'] // 1024} KiB",
         f"complete within {limits['request_head_timeout_s']} s of its first byte",
