@@ -443,8 +443,13 @@ def test_browser_keeps_state_when_its_replica_dies(
         ws.on("framereceived", lambda p: frames.append(p if isinstance(p, str) else repr(p)))
 
     page.on("websocket", watch)
-    before = _sockets(cluster)
     sign_up(page, url, user, "a good password")
+    # The log-in ends in a page load (session_cookie.ticket_script), so the tab may have opened
+    # a socket on two replicas by now: count from here, and reload (the cookie keeps it logged
+    # in) so that exactly one replica accepts the tab's socket after `before`.
+    before = _sockets(cluster)
+    page.reload()
+    page.locator("#current-user").filter(has_text=user).wait_for()
     add_note(page, "before one")
     add_note(page, "before two")
     # A draft lives only in the Reflex state (in Redis), not in the database.
