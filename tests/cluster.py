@@ -109,6 +109,19 @@ class Redis:
         self.process = None
 
 
+# How a proxy in front of the app passes a request on (the WebSocket upgrade, the client's
+# address, an upstream that fails fast): this nginx and the proxy image of docker_services.py.
+PROXY_TO_APP = """\
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 1h;"""
+
+
 class Balancer:
     """nginx in front of the replicas: round-robin, no stickiness, WebSockets passed through."""
 
@@ -150,14 +163,7 @@ http {{
     server {{
         listen 127.0.0.1:{self.port};
         location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 1h;
+{PROXY_TO_APP}
             proxy_max_temp_file_size 0;
             proxy_next_upstream error timeout http_502 http_503;
         }}

@@ -1,4 +1,5 @@
-"""Session-wide real services: PostgreSQL, a built frontend export; and the CI no-skip rule."""
+"""Shared fixtures: real services (PostgreSQL, a built frontend export, `working serve`, a
+migrated database); and the CI no-skip rule."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ from pathlib import Path
 
 import pytest
 from slow_clients import export_with_large_asset as _with_large_asset
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
 
-from services import REPO, Postgres
+from services import REPO, Postgres, Server, base_env, free_port
+from working import db
+from working.settings import load
 
 # In CI a test that needs a real service or browser must run: a skip there is a failure.
 # The one exception is `nix_sources`: copies of nixpkgs.lib, pyproject.nix and uv2nix that no
@@ -95,6 +100,27 @@ def browser() -> Iterator:  # type: ignore[type-arg]
         chromium.close()
 
 
+@pytest.fixture
+def engine(database_env: dict[str, str]) -> Iterator[Engine]:
+    """The test's database (SQLite or PostgreSQL, from database_env), migrated to head."""
+    eng = db.create(load(database_env))
+    db.migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def tx(engine: Engine):  # type: ignore[no-untyped-def]
+    """Run a function in its own committed transaction, as each Reflex event does."""
+    sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def run(fn, *args):  # type: ignore[no-untyped-def]
+        with sessions.begin() as s:
+            return fn(s, *args)
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def frontend_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The static export, built once per session by the same command the image build runs."""
@@ -108,6 +134,28 @@ def frontend_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return out
+
+
+@pytest.fixture
+def serve(frontend_export: Path, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    """`serve(**env)` starts a real `working serve` on a free port (stopped at teardown)."""
+    servers: list[Server] = []
+
+    def start(**env: str) -> Server:
+        port = free_port()
+        settings = {
+            "PORT": str(port),
+            "FRONTEND_DIR": str(frontend_export),
+            "DATA_DIR": str(tmp_path / "data"),
+            **env,
+        }
+        server = Server(base_env(**settings), port, cwd=tmp_path).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

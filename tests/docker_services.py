@@ -12,6 +12,7 @@ import functools
 import tempfile
 from pathlib import Path
 
+from cluster import PROXY_TO_APP
 from oci_archive import Layer, docker_load, shared_libraries, write_archive
 
 from services import Postgres
@@ -134,14 +135,7 @@ http {{
     server {{
         listen {port};
         location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 1h;
+{PROXY_TO_APP}
             proxy_next_upstream error timeout http_502 http_503;
         }}
     }}

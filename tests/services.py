@@ -321,3 +321,21 @@ class MigrationGate:
             wait_until(all_waiting, timeout, f"{count} migrations waiting at the advisory lock")
         finally:
             self._conn.close()  # the session's advisory lock goes with it
+
+
+def sign_up(page, url: str, username: str, password: str) -> None:  # type: ignore[no-untyped-def]
+    """In a Playwright page: sign up at `url` and wait until /notes shows the user logged in."""
+    page.goto(f"{url}/signup")
+    page.locator("#username").fill(username)
+    page.locator("#password").fill(password)
+    page.locator("#signup-form-submit").click()
+    page.wait_for_url(f"{url}/notes")
+    page.locator("#current-user").filter(has_text=username).wait_for()
+
+
+def add_note(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    """In a Playwright page on /notes: add a note and wait until the page shows it."""
+    before = page.locator(".note").count()
+    page.locator("#note-body").fill(text)
+    page.locator("#note-submit").click()
+    page.locator(".note").nth(before).wait_for()

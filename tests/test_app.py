@@ -5,35 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from working import auth, db, notes
 from working.models import Account
-from working.settings import load
-
-
-@pytest.fixture
-def engine(database_env: dict[str, str]) -> Iterator[Engine]:
-    eng = db.create(load(database_env))
-    db.migrate(eng)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def tx(engine: Engine):  # type: ignore[no-untyped-def]
-    """Run a function in its own committed transaction, as each Reflex event does."""
-    sessions = sessionmaker(engine, expire_on_commit=False)
-
-    def run(fn, *args):  # type: ignore[no-untyped-def]
-        with sessions.begin() as s:
-            return fn(s, *args)
-
-    return run
 
 
 def test_migrations_are_idempotent(engine: Engine) -> None:

@@ -8,41 +8,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import func, select
 
-from working import auth, db, login
+from working import auth, login
 from working.login_guard import LoginGuard, Refused
 from working.models import LoginSession, LoginThrottle
-from working.settings import load
 
 TTL = timedelta(hours=1)
 PASSWORD = "correct horse"
-
-
-@pytest.fixture
-def engine(database_env: dict[str, str]) -> Iterator[Engine]:
-    eng = db.create(load(database_env))
-    db.migrate(eng)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def tx(engine: Engine):  # type: ignore[no-untyped-def]
-    """Run a function in its own committed transaction, as each Reflex event does."""
-    sessions = sessionmaker(engine, expire_on_commit=False)
-
-    def run(fn, *args):  # type: ignore[no-untyped-def]
-        with sessions.begin() as s:
-            return fn(s, *args)
-
-    return run
 
 
 def _run_db(tx):  # type: ignore[no-untyped-def]

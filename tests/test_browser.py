@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from services import Server, base_env, free_port
+from services import add_note, sign_up
 from working.notes import NOTE_MAX
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
-def app_url(frontend_export: Path, database_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    server = Server(
-        base_env(PORT=str(port), FRONTEND_DIR=str(frontend_export), **database_env),
-        port,
-        cwd=tmp_path,
-    ).start()
+def app_url(serve, database_env: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
+    server = serve(**database_env)
     server.wait_healthy()
-    yield f"http://localhost:{port}"
-    server.stop()
-
-
-def _sign_up(page, app_url: str, username: str, password: str) -> None:  # type: ignore[no-untyped-def]
-    page.goto(f"{app_url}/signup")
-    page.locator("#username").fill(username)
-    page.locator("#password").fill(password)
-    page.locator("#signup-form-submit").click()
-    page.wait_for_url(f"{app_url}/notes")
-    page.locator("#current-user").filter(has_text=username).wait_for()
-
-
-def _add_note(page, text: str) -> None:  # type: ignore[no-untyped-def]
-    before = page.locator(".note").count()
-    page.locator("#note-body").fill(text)
-    page.locator("#note-submit").click()
-    page.locator(".note").nth(before).wait_for()
+    return f"http://localhost:{server.port}"
 
 
 def _note_bodies(page) -> list[str]:  # type: ignore[no-untyped-def]
@@ -49,9 +24,9 @@ def _note_bodies(page) -> list[str]:  # type: ignore[no-untyped-def]
 def test_sign_up_notes_reload_log_out_and_isolation(browser, app_url: str) -> None:  # type: ignore[no-untyped-def]
     alice = browser.new_context()
     page = alice.new_page()
-    _sign_up(page, app_url, "alice", "correct horse battery")
-    _add_note(page, "first note")
-    _add_note(page, "second note")
+    sign_up(page, app_url, "alice", "correct horse battery")
+    add_note(page, "first note")
+    add_note(page, "second note")
     assert _note_bodies(page) == ["second note", "first note"]
 
     page.reload()
@@ -73,7 +48,7 @@ def test_sign_up_notes_reload_log_out_and_isolation(browser, app_url: str) -> No
     page.wait_for_url(f"{app_url}/login")  # the session is gone, not just hidden
 
     bob = browser.new_context().new_page()
-    _sign_up(bob, app_url, "bob", "another good password")
+    sign_up(bob, app_url, "bob", "another good password")
     # Adding a note reads the account's list back from the server: once Bob's note shows, the
     # list on his page is the server's whole answer for him, and Alice's notes are not in it.
     bob.locator("#note-body").fill("bob's note")
@@ -93,7 +68,7 @@ def test_sign_up_notes_reload_log_out_and_isolation(browser, app_url: str) -> No
 
 def test_wrong_password_is_refused_and_status_page_shows_health(browser, app_url: str) -> None:  # type: ignore[no-untyped-def]
     page = browser.new_page()
-    _sign_up(page, app_url, "carol", "correct horse battery")
+    sign_up(page, app_url, "carol", "correct horse battery")
     page.locator("#logout").click()
     page.wait_for_url(f"{app_url}/login")
     page.locator("#username").fill("carol")
@@ -115,7 +90,7 @@ def test_the_session_cookie_is_httponly_and_strict(browser, app_url: str) -> Non
     page = context.new_page()
     redeemed = []
     page.on("response", lambda r: redeemed.append(r) if r.url.endswith("/_auth/session") else None)
-    _sign_up(page, app_url, "dora", "correct horse battery")
+    sign_up(page, app_url, "dora", "correct horse battery")
     page.wait_for_load_state("networkidle")
     assert len(redeemed) == 1
     # Playwright's `headers` leaves Set-Cookie out; the raw list has it.

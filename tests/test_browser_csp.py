@@ -3,12 +3,9 @@ and add a note with no violation reported, while a script injected into the page
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from services import Server, base_env, free_port
+from services import sign_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,16 +19,10 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 
 @pytest.fixture
-def app_url(frontend_export: Path, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    server = Server(
-        base_env(PORT=str(port), FRONTEND_DIR=str(frontend_export), DATA_DIR=str(tmp_path)),
-        port,
-        cwd=tmp_path,
-    ).start()
+def app_url(serve) -> str:  # type: ignore[no-untyped-def]
+    server = serve()
     server.wait_healthy()
-    yield f"http://localhost:{port}"
-    server.stop()
+    return f"http://localhost:{server.port}"
 
 
 def test_the_app_works_under_its_csp(browser, app_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -47,11 +38,7 @@ def test_the_app_works_under_its_csp(browser, app_url: str) -> None:  # type: ig
     assert "script-src 'self' 'unsafe-eval' 'sha256-" in csp
     assert response.headers["x-frame-options"] == "DENY"
 
-    page.locator("#username").fill("dora")
-    page.locator("#password").fill("correct horse battery")
-    page.locator("#signup-form-submit").click()
-    page.wait_for_url(f"{app_url}/notes")
-    page.locator("#current-user").filter(has_text="dora").wait_for()
+    sign_up(page, app_url, "dora", "correct horse battery")
     page.locator("#note-body").fill("a note under a strict policy")
     page.locator("#note-submit").click()
     page.locator(".note-body").filter(has_text="a note under a strict policy").wait_for()

@@ -16,7 +16,7 @@ import yaml
 from containers import Compose, Container, name
 from docker_services import PROXY_PORT, postgres_image, proxy_image, redis_image
 
-from services import PG_PASSWORD_URL, REPO, wait_until
+from services import PG_PASSWORD_URL, REPO, add_note, sign_up, wait_until
 from test_compose import COMPOSE, parse_duration
 from working.contract import contract
 
@@ -114,13 +114,6 @@ def _sockets(replicas: list[Container]) -> list[int]:
     return [r.logs().count("WebSocket /_event") for r in replicas]
 
 
-def _add_note(page, text: str) -> None:  # type: ignore[no-untyped-def]
-    before = page.locator(".note").count()
-    page.locator("#note-body").fill(text)
-    page.locator("#note-submit").click()
-    page.locator(".note").nth(before).wait_for()
-
-
 @pytest.mark.browser
 def test_redis_profile_two_replicas_browser_survives_a_stopped_replica(
     project: Compose, browser
@@ -141,14 +134,13 @@ def test_redis_profile_two_replicas_browser_survives_a_stopped_replica(
     user = f"compose{os.getpid() % 10000}"
     context = browser.new_context()
     page = context.new_page()
+    sign_up(page, url, user, "a good password")
+    # The log-in ends in a page load (session_cookie.ticket_script): count the tab's socket
+    # from a reload after it (the cookie keeps it logged in), so one replica holds it.
     before = _sockets(replicas)
-    page.goto(f"{url}/signup")
-    page.locator("#username").fill(user)
-    page.locator("#password").fill("a good password")
-    page.locator("#signup-form-submit").click()
-    page.wait_for_url(f"{url}/notes")
+    page.reload()
     page.locator("#current-user").filter(has_text=user).wait_for()
-    _add_note(page, "before")
+    add_note(page, "before")
     draft = "an unsaved draft"
     page.locator("#note-body").fill(draft)
     page.locator("#note-length").filter(has_text=f"{len(draft)} / ").wait_for()
@@ -175,7 +167,7 @@ def test_redis_profile_two_replicas_browser_survives_a_stopped_replica(
     assert page.locator("#note-body").input_value() == draft
     assert page.evaluate("window.sessionStorage.getItem('token')") == token
     assert page.locator(".note-body").all_inner_texts() == ["before"]
-    _add_note(page, "after")
+    add_note(page, "after")
     page.reload()
     page.locator(".note").nth(1).wait_for()
     assert page.locator(".note-body").all_inner_texts() == ["after", "before"]

@@ -13,14 +13,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from slow_clients import start_slow_downloads
 
-from services import REPO, Postgres, Server, base_env, free_port
+from services import REPO, Postgres, Server, base_env
 from working.working import DATABASE_DOWN
 
 sys.path.insert(0, str(REPO))
@@ -33,27 +32,6 @@ from bench.reflex_client import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def serve(frontend_export: Path, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    servers: list[Server] = []
-
-    def start(**env: str) -> Server:
-        port = free_port()
-        settings = {
-            "PORT": str(port),
-            "FRONTEND_DIR": str(frontend_export),
-            "DATA_DIR": str(tmp_path / "data"),
-            **env,
-        }
-        server = Server(base_env(**settings), port, cwd=tmp_path).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def healthcheck(server: Server) -> subprocess.CompletedProcess[str]:

@@ -49,3 +49,53 @@ def test_performance_table_is_the_committed_bench_run() -> None:
     data = json.loads((REPO / "bench" / "results.json").read_text())
     assert headline(data) in README
     assert headline(data) in (REPO / "bench" / "results.md").read_text()
+
+
+def _prose(heading: str) -> str:
+    """One `## heading` section of the README, its white space folded (sentences wrap)."""
+    section = README.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return " ".join(section.split())
+
+
+def test_exit_codes_are_the_contracts() -> None:
+    failure = _prose("The entrypoint").split("**Failure.** Exit codes: ", 1)[1].split(". ", 1)[0]
+    # What each code of the contract means, in the README's words.
+    meanings = {
+        "ok": "normal stop",
+        "error": "unexpected error",
+        "config": "invalid configuration",
+        "dependency": "a dependency never became reachable",
+        "migration": "migration failed",
+    }
+    codes = contract()["exit_codes"]
+    assert set(codes) == set(meanings)
+    assert [int(n) for n in re.findall(r"(?:^|, )(\d) ", failure)] == sorted(codes.values())
+    for name, meaning in meanings.items():
+        assert f"{codes[name]} {meaning}" in failure, name
+
+
+def test_security_section_states_the_actual_limits() -> None:
+    from working import auth, housekeeping, login, logs
+
+    security = _prose("Security")
+    limits = contract()["limits"]
+    env = contract()["env"]
+    throttle = login.THROTTLE  # the policy the app runs with
+    stated = [
+        f"headers together are at most {limits['max_request_head_bytes'] // 1024} KiB",
+        f"complete within {limits['request_head_timeout_s']} s of its first byte",
+        f"sends nothing is closed after {limits['request_head_timeout_s']} s",
+        f"keep-alive connection after {limits['keep_alive_timeout_s']} s",
+        f"One message is at most {limits['max_websocket_message_bytes'] // 1024} KiB",
+        f"at most {limits['max_router_data_bytes'] // 1024} KiB (the event is dropped",
+        f"`STATE_IDLE_TTL` ({int(env['STATE_IDLE_TTL']['default']) // 60} min)",
+        f"cut at {limits['max_log_value_chars']:,} characters",
+        f"limited to {limits['log_repeats_per_minute']} a minute per kind",
+        f"and {logs._ALL_KINDS} in all",
+        f"after {throttle.free}, that client waits {throttle.base_s} s",
+        f"up to {throttle.max_s // 60} min",
+        f"ticket (valid {int(auth.TICKET_TTL.total_seconds())} s)",
+        f"every {int(housekeeping.PURGE_EVERY_S) // 60} minutes",
+    ]
+    for phrase in stated:
+        assert phrase in security, phrase

@@ -39,9 +39,11 @@ from services import (
     MigrationGate,
     Postgres,
     Server,
+    add_note,
     assert_no_password,
     base_env,
     free_port,
+    sign_up,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
@@ -424,13 +426,6 @@ def _sockets(cluster: Cluster, since: list[int] | None = None) -> list[int]:
     return [n - m for n, m in zip(counts, since or [0] * len(counts), strict=True)]
 
 
-def _add_note(page, text: str) -> None:  # type: ignore[no-untyped-def]
-    before = page.locator(".note").count()
-    page.locator("#note-body").fill(text)
-    page.locator("#note-submit").click()
-    page.locator(".note").nth(before).wait_for()
-
-
 @pytest.mark.browser
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_browser_keeps_state_when_its_replica_dies(
@@ -448,15 +443,15 @@ def test_browser_keeps_state_when_its_replica_dies(
         ws.on("framereceived", lambda p: frames.append(p if isinstance(p, str) else repr(p)))
 
     page.on("websocket", watch)
+    sign_up(page, url, user, "a good password")
+    # The log-in ends in a page load (session_cookie.ticket_script), so the tab may have opened
+    # a socket on two replicas by now: count from here, and reload (the cookie keeps it logged
+    # in) so that exactly one replica accepts the tab's socket after `before`.
     before = _sockets(cluster)
-    page.goto(f"{url}/signup")
-    page.locator("#username").fill(user)
-    page.locator("#password").fill("a good password")
-    page.locator("#signup-form-submit").click()
-    page.wait_for_url(f"{url}/notes")
+    page.reload()
     page.locator("#current-user").filter(has_text=user).wait_for()
-    _add_note(page, "before one")
-    _add_note(page, "before two")
+    add_note(page, "before one")
+    add_note(page, "before two")
     # A draft lives only in the Reflex state (in Redis), not in the database.
     draft = "an unsaved draft"
     page.locator("#note-body").fill(draft)
@@ -490,7 +485,7 @@ def test_browser_keeps_state_when_its_replica_dies(
     assert page.evaluate("window.sessionStorage.getItem('token')") == token
     assert page.locator(".note-body").all_inner_texts() == ["before two", "before one"]
     assert page.locator("#current-user").inner_text() == user
-    _add_note(page, "after")
+    add_note(page, "after")
     answered_s = time.monotonic() - killed
     page.reload()
     page.locator(".note").nth(2).wait_for()

@@ -11,7 +11,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,27 +20,6 @@ from slow_clients import assert_cut_at_the_deadline, start_slow_downloads
 
 from services import Postgres, Server, assert_no_password, base_env, free_port
 from working.contract import contract
-
-
-@pytest.fixture
-def serve(frontend_export: Path, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    servers: list[Server] = []
-
-    def start(**env: str) -> Server:
-        port = free_port()
-        settings = {
-            "PORT": str(port),
-            "FRONTEND_DIR": str(frontend_export),
-            "DATA_DIR": str(tmp_path / "data"),
-            **env,
-        }
-        server = Server(base_env(**settings), port, cwd=tmp_path).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def test_one_port_serves_frontend_backend_and_health(serve, database_env) -> None:  # type: ignore[no-untyped-def]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from importlib import resources
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -20,6 +22,7 @@ from .settings import Settings, from_environ
 from .waiting import wait_until_reachable
 
 log = logging.getLogger("working.db")
+_T = TypeVar("_T")
 
 # Any constant works as long as every replica uses the same one.
 _MIGRATION_LOCK_KEY = 0x776F726B  # "work"
@@ -50,6 +53,17 @@ def session() -> Iterator[Session]:
     assert _sessions is not None
     with _sessions.begin() as s:
         yield s
+
+
+async def run(fn: Callable[..., _T], *args: Any) -> _T:
+    """`fn(session, *args)` in one committed transaction, in a worker thread: a blocking
+    database call must not stall the event loop every connected browser shares."""
+
+    def in_session() -> _T:
+        with session() as s:
+            return fn(s, *args)
+
+    return await asyncio.to_thread(in_session)
 
 
 def dispose() -> None:

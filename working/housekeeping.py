@@ -16,15 +16,10 @@ log = logging.getLogger("working.housekeeping")
 PURGE_EVERY_S = 600.0
 
 
-def purge_once() -> auth.Purged:
-    with db.session() as s:
-        return auth.purge(s)
-
-
 async def _purge_forever(every: float) -> None:
     while True:
         try:
-            purged = await asyncio.to_thread(purge_once)
+            purged = await db.run(auth.purge)
         except Exception as exc:  # a database outage: try again at the next round
             log.warning("purging expired sessions failed: %s", type(exc).__name__)
         else:

@@ -2,7 +2,7 @@
 throttle's count in the database, then scrypt in the hashing pool, then the session.
 
 `run_db(fn, *args)` runs `fn(session, *args)` in a worker thread in one committed transaction
-(working.py's `_db`); tests pass one bound to their own engine.
+(`db.run`); tests pass one bound to their own engine.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ class Outcome:
 
     opened: auth.Opened | None = None
     error: str = ""
+
+
+# log_in and sign_up: (guard, run_db, username, password, client, ttl) -> Outcome.
+Action = Callable[[LoginGuard, RunDb, str, str, str, timedelta], Awaitable[Outcome]]
 
 
 async def log_in(

@@ -46,7 +46,7 @@ def client_address(headers: Mapping[str, str]) -> str:
 
 
 class _Bucket:
-    """A token bucket: `rate` per minute, bursts up to `rate`."""
+    """A token bucket: refills at `per_second`, holds at most `capacity` (the burst)."""
 
     __slots__ = ("stamp", "tokens")
 
@@ -106,7 +106,7 @@ class LoginGuard:
         anything is counted against it; Refused at once when there is none. Yields `hash`,
         which runs a function on the pool."""
         if self._busy >= self._slots:
-            raise Refused(1.0)
+            raise Refused(1.0)  # the queue is full: "try again in 1 s" is a hint, not a promise
         self._busy += 1
         try:
             yield self._submit

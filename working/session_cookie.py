@@ -19,7 +19,6 @@ can neither log a browser into its account nor out of one.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -120,7 +119,7 @@ async def _redeem(request: Request) -> Response:
         body += chunk
         if len(body) > _MAX_BODY:
             return _error(413, "the ticket is too long")
-    redeemed = await _db(auth.redeem_ticket, body.decode("utf-8", "replace").strip())
+    redeemed = await db.run(auth.redeem_ticket, body.decode("utf-8", "replace").strip())
     if redeemed is None:
         return _error(403, "unknown, used or expired ticket; log in again")
     max_age = int((redeemed.expires_at - datetime.now(UTC)).total_seconds())
@@ -134,7 +133,7 @@ async def _redeem(request: Request) -> Response:
 async def _log_out(request: Request) -> Response:
     token = request.cookies.get(COOKIE, "")
     if token:
-        await _db(auth.log_out, token)
+        await db.run(auth.log_out, token)
     response = Response(status_code=204, headers={"Cache-Control": "no-store"})
     response.headers.append("Set-Cookie", _cookie("", 0, secure=request.url.scheme == "https"))
     return response
@@ -156,11 +155,3 @@ def _same_origin(request: Request, allowed_origins: tuple[str, ...]) -> bool:
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-async def _db(fn: Any, *args: Any) -> Any:
-    def run() -> Any:
-        with db.session() as s:
-            return fn(s, *args)
-
-    return await asyncio.to_thread(run)

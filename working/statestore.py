@@ -75,6 +75,10 @@ def expire_idle_states(app: Any, ttl: float) -> None:
     app._state_manager = _ExpiringMemory(token_expiration=max(1, round(ttl)))  # type: ignore[abstract]
 
 
+# gc.collect() walks every object: at most once per this many seconds, however many states go.
+_TRIM_EVERY_S = 10.0
+
+
 class _Trim:
     """Returns the memory of dropped states to the system, at most once per `_TRIM_EVERY_S`:
     a state tree holds references to its parent (cycles, freed only by the collector), and
@@ -97,5 +101,4 @@ class _Trim:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-_TRIM_EVERY_S = 10.0
 _trim = _Trim()

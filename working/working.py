@@ -1,19 +1,18 @@
 """The Reflex app: pages and state. Accounts and notes live in auth.py and notes.py.
 
-Database work runs in a worker thread (`_db`) and password hashing in its own bounded pool
+Database work runs in a worker thread (`db.run`) and password hashing in its own bounded pool
 (login_guard.py), so neither stalls the event loop that every connected browser shares, and
 hashing never delays a database call.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 import reflex as rx
 from reflex.event import EventSpec
@@ -25,7 +24,6 @@ from sqlalchemy.orm import Session
 from . import auth, db, health, housekeeping, login, login_guard, notes, session_cookie
 from .settings import from_environ
 
-_T = TypeVar("_T")
 log = logging.getLogger("working.app")
 
 
@@ -38,16 +36,6 @@ def _ttl() -> timedelta:
     return timedelta(seconds=from_environ().session_ttl)
 
 
-async def _db(fn: Callable[..., _T], *args: Any) -> _T:
-    """Run `fn(session, *args)` in a worker thread, in one committed transaction."""
-
-    def run() -> _T:
-        with db.session() as s:
-            return fn(s, *args)
-
-    return await asyncio.to_thread(run)
-
-
 class AuthState(rx.State):
     username: str = ""
     auth_error: str = ""
@@ -57,7 +45,7 @@ class AuthState(rx.State):
 
     async def _user(self) -> auth.User | None:
         """Who is logged in, checked against the database on every call (expiry, log out)."""
-        found = await _db(auth.session_by_id, self._session_id)
+        found = await db.run(auth.session_by_id, self._session_id)
         return found.user if found is not None else None
 
     async def _restore(self, cookie_token: str) -> None:
@@ -66,9 +54,9 @@ class AuthState(rx.State):
         (logged out elsewhere, expired) forgets its user's name and notes."""
         found = None
         if cookie_token:
-            found = await _db(auth.session_for_token, cookie_token)
+            found = await db.run(auth.session_for_token, cookie_token)
         if found is None and self._session_id:
-            found = await _db(auth.session_by_id, self._session_id)
+            found = await db.run(auth.session_by_id, self._session_id)
         if found is None or found.user.username != self.username:
             await self._forget()
         if found is not None:
@@ -90,29 +78,22 @@ class AuthState(rx.State):
 
     @rx.event
     async def sign_up(self, form: dict[str, Any]):
-        outcome = await login.sign_up(
-            _guard(),
-            _db,
-            form.get("username", ""),
-            form.get("password", ""),
-            self._client(),
-            _ttl(),
-        )
-        return self._opened(outcome)
+        return await self._open(login.sign_up, form)
 
     @rx.event
     async def log_in(self, form: dict[str, Any]):
-        outcome = await login.log_in(
+        return await self._open(login.log_in, form)
+
+    async def _open(self, action: login.Action, form: dict[str, Any]):
+        """Run a log-in or sign-up from the form; on success the browser redeems the ticket."""
+        outcome = await action(
             _guard(),
-            _db,
+            db.run,
             form.get("username", ""),
             form.get("password", ""),
             self._client(),
             _ttl(),
         )
-        return self._opened(outcome)
-
-    def _opened(self, outcome: login.Outcome):
         if outcome.opened is None:
             self.auth_error = outcome.error
             return None
@@ -133,7 +114,7 @@ class AuthState(rx.State):
     @rx.event
     async def log_out(self):
         if self._session_id:
-            await _db(auth.log_out, "", self._session_id)
+            await db.run(auth.log_out, "", self._session_id)
         await self._forget()
         return rx.call_script(session_cookie.logout_script("/login"))
 
@@ -196,7 +177,7 @@ class NotesState(AuthState):
                     error = str(exc)
             return user, notes.list_notes(s, user.id), error
 
-        user, rows, self.note_error = await _db(run)
+        user, rows, self.note_error = await db.run(run)
         if user is None:
             await self._forget()
             return rx.redirect("/login")
