@@ -28,7 +28,7 @@ from bench.reflex_client import (
     client_storage_vars,
     delta_for,
     full_name,
-    redirected,
+    logged_in,
 )
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def test_a_database_outage_keeps_the_container_serving_and_says_so(
     async def sign_up(client: ReflexClient) -> None:
         await client.hydrate("/signup")
         form = {"username": username, "password": "correct horse"}
-        await client.event(full_name("AuthState.sign_up"), {"form": form}, until=redirected)
+        await client.event(full_name("AuthState.sign_up"), {"form": form}, until=logged_in)
         await client.hydrate("/notes")
 
     async def during_outage(client: ReflexClient) -> tuple[list[dict], list[dict]]:

@@ -251,3 +251,28 @@ def test_repeated_errors_are_held_back_and_counted(monkeypatch: pytest.MonkeyPat
         f"{100 - logs._REPEATS} more log lines like 'bad packet from %s' in the last 60s were "
         "not written (rate limit)"
     ]
+
+
+def test_the_apps_own_lines_are_never_crowded_out_by_other_libraries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A flood of client-caused library lines uses up the shared budget; an outage line of the
+    app's own still gets through (it is limited by its kind alone)."""
+    import logging
+
+    from working import logs
+
+    monkeypatch.setattr(logs.time, "monotonic", lambda: 1000.0)
+    limit = logs._RepeatLimit()
+    for i in range(logs._ALL_KINDS * 2):  # each its own kind: no arguments, client text
+        limit.admit(
+            logging.LogRecord("engineio.server", logging.ERROR, __file__, 1, f"x{i}", (), None)
+        )
+    library = logging.LogRecord(
+        "socketio.server", logging.WARNING, __file__, 1, "late: %s", ("a",), None
+    )
+    assert not limit.admit(library)[0]
+    outage = logging.LogRecord(
+        "working.health", logging.WARNING, __file__, 1, "%s: unreachable (%s)", ("redis", "r"), None
+    )
+    assert limit.admit(outage)[0]

@@ -91,7 +91,7 @@ def test_security_section_states_the_actual_limits() -> None:
         f"`STATE_IDLE_TTL` ({int(env['STATE_IDLE_TTL']['default']) // 60} min)",
         f"cut at {limits['max_log_value_chars']:,} characters",
         f"limited to {limits['log_repeats_per_minute']} a minute per kind",
-        f"and {logs._ALL_KINDS} in all",
+        f"other libraries' lines to {logs._ALL_KINDS} a minute in all",
         f"after {throttle.free}, that client waits {throttle.base_s} s",
         f"up to {throttle.max_s // 60} min",
         f"ticket (valid {int(auth.TICKET_TTL.total_seconds())} s)",

@@ -142,8 +142,13 @@ stdout = _Stdout()
 
 
 class _RepeatLimit:
-    """At most `_REPEATS` warnings or errors of one kind a minute, `_ALL_KINDS` in all; what was
-    held back is counted and said in one line when its minute is over."""
+    """At most `_REPEATS` warnings or errors of one kind a minute; what was held back is
+    counted and said in one line when its minute is over.
+
+    The other libraries' lines also share `_ALL_KINDS` a minute: their kinds are unbounded (a
+    message without arguments is its own kind, and may hold client text). This package's own
+    templated lines are not in that budget: they are few, each is limited by its kind, and a
+    flood of client-caused lines must never hide one that reports an outage."""
 
     def __init__(self) -> None:
         # kind -> [window start, lines in the window, lines held back]
@@ -159,10 +164,13 @@ class _RepeatLimit:
             template = template[:_KIND_PREFIX]
         kind = (record.name, record.levelno, template)
         now = time.monotonic()
+        ours = bool(record.args) and (
+            record.name == "working" or record.name.startswith("working.")
+        )
         with self._lock:
             summaries = self._ended(now)
-            admitted = self._count(kind, now, _REPEATS) and self._count(
-                ("*", 0, "*"), now, _ALL_KINDS
+            admitted = self._count(kind, now, _REPEATS) and (
+                ours or self._count(("*", 0, "*"), now, _ALL_KINDS)
             )
         return admitted, summaries
 
