@@ -307,6 +307,77 @@ MUTATIONS = [
         ["tests/test_frontend.py::test_two_clean_builds_are_byte_identical"],
         fast=False,
     ),
+    # -- what a hostile client can make the server do (issue 12) --------------------------------
+    _m(
+        "head-size-unbounded",
+        "a request head over 64 KiB gets 431 at once and the event loop keeps answering",
+        "working/limits.py",
+        [
+            (
+                "if self._in_head and self._head_bytes > MAX_HEAD_BYTES and",
+                "if False and self._in_head and self._head_bytes > MAX_HEAD_BYTES and",
+            )
+        ],
+        [
+            "tests/test_limits.py::"
+            "test_a_64_mib_header_gets_431_quickly_and_the_event_loop_keeps_answering"
+        ],
+        fast=False,
+    ),
+    _m(
+        "router-data-unbounded",
+        "an event whose router data is over the limit is dropped, not kept in the tab's state",
+        "working/limits.py",
+        [
+            (
+                "or len(json.dumps(router_data, default=str)) > MAX_ROUTER_DATA_BYTES",
+                "or len(json.dumps(router_data, default=str)) < 0",
+            )
+        ],
+        ["tests/test_limits.py::test_router_data_over_the_limit_is_dropped"],
+        fast=False,
+    ),
+    _m(
+        "log-values-unescaped",
+        "no client text can start a log line of its own",
+        "working/logs.py",
+        [("    if value.isprintable():  # what", "    if True:  # what")],
+        [
+            "tests/test_log_safety.py::test_render_escapes_every_line_break_in_text_and_keeps_json_one_line"
+        ],
+    ),
+    # -- deploys that never take the site down (issue 14) -------------------------------------
+    _m(
+        "empty-is-unset",
+        "a required setting that is set but empty is an error (exit 2), not a silent default",
+        "working/settings.py",
+        [('        if spec.get("empty_ok"):\n            return None\n', "        return None\n")],
+        ["tests/test_settings.py::test_a_variable_set_but_empty_is_an_error_naming_it"],
+    ),
+    _m(
+        "healthcheck-asks-health",
+        "the container healthcheck asks whether the process can serve, not the database",
+        "working/entrypoint.py",
+        [
+            (
+                "{contract()['http']['liveness_path']}",
+                "{contract()['http']['health_path']}",
+            )
+        ],
+        ["tests/test_liveness.py::test_a_database_outage_keeps_the_container_serving_and_says_so"],
+        fast=False,
+    ),
+    _m(
+        "drain-gate-open",
+        "on SIGTERM every event already taken is answered, none taken after",
+        "working/draining.py",
+        [("            if self.closed:\n", "            if False:\n")],
+        [
+            "tests/test_event_drain.py::"
+            "test_every_stored_note_was_acknowledged_and_every_acknowledged_note_is_stored"
+        ],
+        fast=False,
+    ),
 ]
 
 
