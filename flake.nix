@@ -76,7 +76,7 @@
           };
           nodejs = pkgs.nodejs_20;
           frontend = pkgs.callPackage ./nix/frontend.nix {
-            inherit nodejs src;
+            inherit contract nodejs src;
             inherit (python) venv;
             inherit (project) version;
           };

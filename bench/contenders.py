@@ -79,7 +79,14 @@ def prepare(
         export = root / "export"
         log(f"building the frontend export into {export}")
         _run(
-            [sys.executable, "-m", "working.entrypoint", "build-frontend", "--out", str(export)],
+            [
+                sys.executable,
+                "-m",
+                "working.runtime.entrypoint",
+                "build-frontend",
+                "--out",
+                str(export),
+            ],
             cwd=REPO,
             log=logs / "build-frontend.log",
             timeout=timeout,
@@ -93,7 +100,7 @@ def prepare(
     url = pg.url()
     ws = Workspace(root, export.absolute(), pg, url, root / "reflex", logs, venv)
     _run(
-        [ws.python, "-m", "working.entrypoint", "migrate"],
+        [ws.python, "-m", "working.runtime.entrypoint", "migrate"],
         cwd=root,
         log=logs / "migrate.log",
         timeout=120,
@@ -175,7 +182,7 @@ def contender(name: str, ws: Workspace, port: int) -> Proc:
     if name == WORKING:
         return Proc(
             name,
-            [ws.python, "-m", "working.entrypoint", "serve"],
+            [ws.python, "-m", "working.runtime.entrypoint", "serve"],
             # Every simulated browser comes from this one address.
             _app_env(ws, port, MAX_CONNECTIONS_PER_CLIENT="100000"),
             port,

@@ -5,8 +5,8 @@ The database is migrated beforehand by the harness; settings come from the envir
 
 from __future__ import annotations
 
-from working import health, server
-from working.settings import from_environ
+from working.runtime import health, server
+from working.runtime.settings import from_environ
 
 _settings = from_environ()
 app = server.build_asgi(_settings, health.install(_settings))

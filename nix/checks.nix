@@ -60,7 +60,7 @@ in
   # The image as it will be pushed: stream it, then read its config and every layer.
   image-contract = runCommand "working-image-contract" { nativeBuildInputs = [ python3 ]; } ''
     ${image} > image.tar
-    python3 ${../tests/nix/image_contract.py} image.tar ${../working/contract.toml} ${../pyproject.toml}
+    python3 ${../tests/nix/image_contract.py} image.tar ${../working/runtime/contract.toml} ${../pyproject.toml}
     touch $out
   '';
 

@@ -1,3 +1,3 @@
-# The runtime contract, read from the one file the Python package also reads (working/contract.toml).
+# The runtime contract, read from the one file the Python package also reads (working/runtime/contract.toml).
 # Every module that needs a port, a path, a uid or a variable name takes it from here.
-builtins.fromTOML (builtins.readFile ../working/contract.toml)
+builtins.fromTOML (builtins.readFile ../working/runtime/contract.toml)

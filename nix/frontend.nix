@@ -1,7 +1,9 @@
 # The static frontend export, built offline from the committed npm lock (nix/frontend), by the
 # same command the tests and the first run use:
-#   python -m working.entrypoint build-frontend --out DIR --node-modules NODE_MODULES_DIR
+#   python -m working.runtime.entrypoint build-frontend --out DIR --node-modules NODE_MODULES_DIR
+# (the module named by the contract's entrypoint.module).
 {
+  contract,
   importNpmLock,
   nodejs,
   stdenvNoCC,
@@ -40,11 +42,11 @@ stdenvNoCC.mkDerivation {
   # the command's staging directory (`<out>.partial`, beside its --out) never touches the store.
   # Before compressing, the command replaces the hash of every /nix/store/<hash>- path in every
   # file (a bundler can leave paths of node_modules, Node or a wheel in comments and source
-  # maps), then decompresses each .br/.gz and fails if any store path is left (working/frontend.py).
+  # maps), then decompresses each .br/.gz and fails if any store path is left (working/runtime/frontend.py).
   buildPhase = ''
     runHook preBuild
     export HOME=$(mktemp -d)
-    python -m working.entrypoint build-frontend --out "$TMPDIR/export" --node-modules ${nodeModules}/node_modules
+    python -m ${contract.entrypoint.module} build-frontend --out "$TMPDIR/export" --node-modules ${nodeModules}/node_modules
     runHook postBuild
   '';
 

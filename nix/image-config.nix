@@ -2,7 +2,7 @@
 #
 # Deliberately free of nixpkgs: tests/test_nix.py evaluates this function with placeholder
 # store paths (`nix-instantiate --eval --strict --json`) and compares the result with what the
-# Python side reads from working/contract.toml, so the two cannot drift.
+# Python side reads from working/runtime/contract.toml, so the two cannot drift.
 {
   contract,
   project,

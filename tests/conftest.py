@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from services import REPO, Postgres, Server, base_env, free_port
-from working import db
-from working.settings import load
+from working.runtime import db, migrations
+from working.runtime.settings import load
 
 # In CI a test that needs a real service or browser must run: a skip there is a failure.
 # The one exception is `nix_sources`: copies of nixpkgs.lib, pyproject.nix and uv2nix that no
@@ -104,7 +104,7 @@ def browser() -> Iterator:  # type: ignore[type-arg]
 def engine(database_env: dict[str, str]) -> Iterator[Engine]:
     """The test's database (SQLite or PostgreSQL, from database_env), migrated to head."""
     eng = db.create(load(database_env))
-    db.migrate(eng)
+    migrations.apply(eng)
     yield eng
     eng.dispose()
 
@@ -129,7 +129,7 @@ def frontend_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return Path(prebuilt)
     out = tmp_path_factory.mktemp("frontend") / "export"
     subprocess.run(
-        [sys.executable, "-m", "working.entrypoint", "build-frontend", "--out", str(out)],
+        [sys.executable, "-m", "working.runtime.entrypoint", "build-frontend", "--out", str(out)],
         cwd=REPO,
         check=True,
     )

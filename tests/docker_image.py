@@ -35,7 +35,7 @@ from services import REPO
 
 sys.path.insert(0, str(REPO))
 from bench.contenders import runtime_venv
-from working.contract import contract
+from working.runtime.contract import contract
 
 # ../shared/tools/nix-chroot beside the checkout (or beside the worktrees' directory).
 NIX_CHROOT = next(
@@ -54,7 +54,7 @@ _STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to
 _NIX_INPUTS = (
     "nix/image-config.nix",
     "nix/contract.nix",
-    "working/contract.toml",
+    "working/runtime/contract.toml",
     "pyproject.toml",
 )
 
@@ -199,7 +199,7 @@ def main() -> int:
     if export is None:
         export = str(work / "export")
         subprocess.run(
-            [sys.executable, "-m", "working.entrypoint", "build-frontend", "--out", export],
+            [sys.executable, "-m", "working.runtime.entrypoint", "build-frontend", "--out", export],
             cwd=REPO,
             check=True,
         )

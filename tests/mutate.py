@@ -63,14 +63,14 @@ MUTATIONS = [
     _m(
         "seconds-upper-bound",
         "a seconds setting has an upper bound (DB_WAIT_TIMEOUT=inf is refused)",
-        "working/settings.py",
+        "working/runtime/settings.py",
         [("if not minimum <= number <= maximum:", "if not minimum <= number:")],
         ["tests/test_settings.py::test_seconds_have_an_upper_bound"],
     ),
     _m(
         "mask-url-keeps-password",
         "a URL is printed with its password masked (check-config, start line)",
-        "working/masking.py",
+        "working/runtime/masking.py",
         [
             (
                 '    """postgresql://app:s3cret@db/app -> postgresql://app:***@db/app."""\n',
@@ -86,7 +86,7 @@ MUTATIONS = [
     _m(
         "mask-text-misses-userinfo",
         "free text (log lines, errors) has user:password@ in URLs masked",
-        "working/masking.py",
+        "working/runtime/masking.py",
         [
             (
                 '    if "://" in text:\n        text = _USERINFO',
@@ -99,28 +99,28 @@ MUTATIONS = [
     _m(
         "config-error-exit-1",
         "a bad setting exits 2 with one line",
-        "working/errors.py",
+        "working/runtime/errors.py",
         [('    exit_code_name = "config"', '    exit_code_name = "error"')],
         ["tests/test_entrypoint.py::test_bad_settings_exit_2_with_one_line[PORT-migrate]"],
     ),
     _m(
         "dependency-error-exit-1",
         "a database that never comes up exits 3",
-        "working/errors.py",
+        "working/runtime/errors.py",
         [('    exit_code_name = "dependency"', '    exit_code_name = "error"')],
         ["tests/test_entrypoint.py::test_database_never_up_exits_3_after_the_timeout"],
     ),
     _m(
         "wait-deadline-doubled",
         "the database wait gives up at DB_WAIT_TIMEOUT, not later",
-        "working/waiting.py",
+        "working/runtime/waiting.py",
         [("deadline = time.monotonic() + timeout", "deadline = time.monotonic() + timeout * 2")],
         ["tests/test_entrypoint.py::test_database_never_up_exits_3_after_the_timeout"],
     ),
     _m(
         "migration-lock-removed",
         "replicas migrating at once take turns at a PostgreSQL advisory lock",
-        "working/db.py",
+        "working/runtime/migrations.py",
         [
             (
                 'conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})',
@@ -133,7 +133,7 @@ MUTATIONS = [
     _m(
         "sigterm-does-not-drain",
         "SIGTERM lets in-flight requests finish, then exits 0",
-        "working/server.py",
+        "working/runtime/server.py",
         [
             (
                 "        self.should_exit = True\n        _start_deadline(",
@@ -146,7 +146,7 @@ MUTATIONS = [
     _m(
         "second-signal-exits-0",
         "a second signal stops at once and exits 1 (cut downloads are not a clean stop)",
-        "working/server.py",
+        "working/runtime/server.py",
         [("self.forced = self.force_exit = True", "self.force_exit = True")],
         ["tests/test_server.py::test_second_signal_stops_at_once[sqlite]"],
         fast=False,
@@ -155,7 +155,7 @@ MUTATIONS = [
     _m(
         "health-probe-per-request",
         "concurrent /health requests share one probe in flight",
-        "working/health.py",
+        "working/runtime/health.py",
         [("if self._inflight is None or self._inflight.done():", "if True:")],
         ["tests/test_server.py::test_concurrent_health_checks_share_one_probe"],
         fast=False,
@@ -163,7 +163,7 @@ MUTATIONS = [
     _m(
         "health-ignores-database",
         "/health says 503 degraded while the database is down",
-        "working/health.py",
+        "working/runtime/health.py",
         [
             (
                 'dependencies_ok = all(r["status"] == "connected" for r in results)',
@@ -275,7 +275,7 @@ MUTATIONS = [
     _m(
         "static-reads-disk",
         "no request path reads a file outside the export",
-        "working/static.py",
+        "working/runtime/static.py",
         [
             (
                 '        self._not_found = self._files.get("/404.html")\n',
@@ -297,7 +297,7 @@ MUTATIONS = [
     _m(
         "build-metadata-unpinned",
         "two builds of the same commit are byte-identical",
-        "working/frontend.py",
+        "working/runtime/frontend.py",
         [
             (
                 'metadata |= {"project_hash": 0, "last_reflex_run_datetime": ',
@@ -311,7 +311,7 @@ MUTATIONS = [
     _m(
         "head-size-unbounded",
         "a request head over 64 KiB gets 431 at once and the event loop keeps answering",
-        "working/limits.py",
+        "working/runtime/limits.py",
         [
             (
                 "if self._in_head and self._head_bytes > MAX_HEAD_BYTES and",
@@ -327,7 +327,7 @@ MUTATIONS = [
     _m(
         "router-data-unbounded",
         "an event whose router data is over the limit is dropped, not kept in the tab's state",
-        "working/limits.py",
+        "working/runtime/limits.py",
         [
             (
                 "or len(json.dumps(router_data, default=str)) > MAX_ROUTER_DATA_BYTES",
@@ -340,7 +340,7 @@ MUTATIONS = [
     _m(
         "log-values-unescaped",
         "no client text can start a log line of its own",
-        "working/logs.py",
+        "working/runtime/logs.py",
         [("    if value.isprintable():  # what", "    if True:  # what")],
         [
             "tests/test_log_safety.py::test_render_escapes_every_line_break_in_text_and_keeps_json_one_line"
@@ -350,14 +350,14 @@ MUTATIONS = [
     _m(
         "empty-is-unset",
         "a required setting that is set but empty is an error (exit 2), not a silent default",
-        "working/settings.py",
+        "working/runtime/settings.py",
         [('        if spec.get("empty_ok"):\n            return None\n', "        return None\n")],
         ["tests/test_settings.py::test_a_variable_set_but_empty_is_an_error_naming_it"],
     ),
     _m(
         "healthcheck-asks-health",
         "the container healthcheck asks whether the process can serve, not the database",
-        "working/entrypoint.py",
+        "working/runtime/entrypoint.py",
         [
             (
                 "{contract()['http']['liveness_path']}",
@@ -370,7 +370,7 @@ MUTATIONS = [
     _m(
         "drain-gate-open",
         "on SIGTERM every event already taken is answered, none taken after",
-        "working/draining.py",
+        "working/runtime/draining.py",
         [("            if self.closed:\n", "            if False:\n")],
         [
             "tests/test_event_drain.py::"
@@ -465,7 +465,7 @@ def _frontend_export(work: Path, env: dict[str, str]) -> str:
     out = work / "export"
     print("building the frontend export once ...", flush=True)
     subprocess.run(
-        [sys.executable, "-m", "working.entrypoint", "build-frontend", "--out", str(out)],
+        [sys.executable, "-m", "working.runtime.entrypoint", "build-frontend", "--out", str(out)],
         cwd=work / "repo",
         env=env,
         check=True,

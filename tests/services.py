@@ -206,7 +206,8 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float
 
 @dataclass
 class Server:
-    """A real `python -m working.entrypoint serve` process, its output captured line by line."""
+    """A real `python -m working.runtime.entrypoint serve` process, its output captured line
+    by line."""
 
     env: dict[str, str]
     port: int
@@ -225,7 +226,7 @@ class Server:
     def start(self) -> Server:
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            self.command or [sys.executable, "-m", "working.entrypoint", *self.args],
+            self.command or [sys.executable, "-m", "working.runtime.entrypoint", *self.args],
             env=self.env,
             cwd=self.cwd,
             stdout=subprocess.PIPE,
@@ -288,9 +289,10 @@ def base_env(**overrides: str) -> dict[str, str]:
 
 
 class MigrationGate:
-    """Holds the lock replicas migrate under (working.db's advisory lock), so that a test can
-    start several migrations, see them all wait at the lock, and only then let them go: they
-    meet at the lock by construction, not by how close together they happened to start."""
+    """Holds the lock replicas migrate under (working.runtime.migrations' advisory lock), so
+    that a test can start several migrations, see them all wait at the lock, and only then let
+    them go: they meet at the lock by construction, not by how close together they happened
+    to start."""
 
     _WAITING = (
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
@@ -300,7 +302,7 @@ class MigrationGate:
     def __init__(self, url: str) -> None:
         import psycopg
 
-        from working.db import _MIGRATION_LOCK_KEY
+        from working.runtime.migrations import _MIGRATION_LOCK_KEY
 
         self._key = _MIGRATION_LOCK_KEY
         self._conn = psycopg.connect(url, autocommit=True)

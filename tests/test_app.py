@@ -10,13 +10,14 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from working import auth, db, notes
+from working import auth, notes
 from working.models import Account
+from working.runtime import migrations
 
 
 def test_migrations_are_idempotent(engine: Engine) -> None:
-    db.migrate(engine)
-    db.migrate(engine)
+    migrations.apply(engine)
+    migrations.apply(engine)
     with Session(engine) as s:
         assert s.scalars(select(Account)).all() == []
 
@@ -69,16 +70,17 @@ def test_the_head_read_from_the_scripts_is_alembics() -> None:
     from alembic.script import ScriptDirectory
 
     config = Config()
-    config.set_main_option("script_location", str(db._MIGRATIONS))
-    assert db._head_revision() == ScriptDirectory.from_config(config).get_current_head()
+    config.set_main_option("script_location", str(migrations.MIGRATIONS))
+    assert migrations._head_revision() == ScriptDirectory.from_config(config).get_current_head()
 
 
 def test_a_database_at_head_is_checked_without_alembic(engine: Engine) -> None:
-    db.migrate(engine)
+    migrations.apply(engine)
     # A fresh process, as at every start: at head, the check must not need Alembic.
     script = (
-        "import sys; from sqlalchemy import create_engine; from working import db; "
-        f"db.migrate(create_engine({str(engine.url.render_as_string(hide_password=False))!r})); "
+        "import sys; from sqlalchemy import create_engine; "
+        "from working.runtime import migrations; "
+        f"migrations.apply(create_engine({engine.url.render_as_string(hide_password=False)!r})); "
         "print('alembic' in sys.modules)"
     )
     out = subprocess.run(

@@ -20,9 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services import REPO, Server, base_env, free_port, wait_until
-from working import auth, db
+from working import auth
 from working.models import LoginSession
-from working.settings import load
+from working.runtime import db, migrations
+from working.runtime.settings import load
 
 sys.path.insert(0, str(REPO))
 from bench.reflex_client import (
@@ -178,7 +179,7 @@ def test_expired_sessions_are_purged_by_the_running_app(
     settings = load(database_env)
     engine = db.create(settings)
     try:
-        db.migrate(engine)
+        migrations.apply(engine)
         with Session(engine) as s, s.begin():
             user = auth.sign_up(s, "alice", PASSWORD)
             live = auth.open_session(s, user.id, "127.0.0.1", timedelta(hours=1))

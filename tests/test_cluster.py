@@ -22,7 +22,7 @@ def test_a_failed_start_stops_the_replicas_already_started(
     # Migrated beforehand: two replicas on one SQLite file would race at its first migration
     # (only PostgreSQL has the lock), and the second must fail on its port, not there.
     subprocess.run(
-        [sys.executable, "-m", "working.entrypoint", "migrate"],
+        [sys.executable, "-m", "working.runtime.entrypoint", "migrate"],
         env=base_env(**env),
         cwd=tmp_path,
         check=True,

@@ -1,8 +1,8 @@
 """compose.yaml and compose.dev.yaml: valid Compose, and in agreement with the runtime contract.
 
-The contract (working/contract.toml) is read with tomllib, the Compose files with PyYAML, the
-Compose Specification schema from ../shared/schemas/compose-spec.json. Compose validates a file
-after interpolation, so the tests do the same with a realistic environment.
+The contract (working/runtime/contract.toml) is read with tomllib, the Compose files with
+PyYAML, the Compose Specification schema from ../shared/schemas/compose-spec.json. Compose
+validates a file after interpolation, so the tests do the same with a realistic environment.
 
 `load_app_service(environ)` is for other tests: it returns the `app` service as Compose would
 run it (variables interpolated from `environ`), e.g. to start the service without Docker.
@@ -26,7 +26,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = REPO_ROOT / "compose.yaml"
 COMPOSE_DEV = REPO_ROOT / "compose.dev.yaml"
-CONTRACT = REPO_ROOT / "working" / "contract.toml"
+CONTRACT = REPO_ROOT / "working" / "runtime" / "contract.toml"
 SCHEMA = Path(REPO_ROOT).parent / "shared/schemas/compose-spec.json"
 
 # What a deployment sets: the variables compose.yaml requires plus the usual optional ones.

@@ -18,7 +18,7 @@ from docker_services import PROXY_PORT, postgres_image, proxy_image, redis_image
 
 from services import PG_PASSWORD_URL, REPO, add_note, sign_up, wait_until
 from test_compose import COMPOSE, parse_duration
-from working.contract import contract
+from working.runtime.contract import contract
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

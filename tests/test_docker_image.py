@@ -24,7 +24,7 @@ from docker_services import postgres_image
 from nix.image_contract import check_image_tar
 from services import PG_PASSWORD_URL, REPO, wait_until
 from test_compose import load_app_service, parse_duration
-from working.contract import contract
+from working.runtime.contract import contract
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -20,14 +20,14 @@ from services import (
     base_env,
     free_port,
 )
-from working.contract import contract
+from working.runtime.contract import contract
 
 EXIT = contract()["exit_codes"]
 
 
 def run(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "working.entrypoint", *args],
+        [sys.executable, "-m", "working.runtime.entrypoint", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -182,7 +182,7 @@ def test_concurrent_migrations_do_not_race(pg_url: str) -> None:
     gate = MigrationGate(pg_url)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "working.entrypoint", "migrate"],
+            [sys.executable, "-m", "working.runtime.entrypoint", "migrate"],
             env=base_env(DATABASE_URL=pg_url),
             stdout=subprocess.PIPE,
             text=True,

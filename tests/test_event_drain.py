@@ -20,10 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services import REPO, Server, base_env, free_port
-from working import db
-from working.draining import TURNED_AWAY
 from working.models import Account, Note
-from working.settings import load
+from working.runtime import db
+from working.runtime.draining import TURNED_AWAY
+from working.runtime.settings import load
 
 sys.path.insert(0, str(REPO))
 from bench.reflex_client import (

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from services import REPO
-from working import frontend
+from working.runtime import frontend
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
@@ -62,7 +62,7 @@ def _offline_build(
         "--",
         sys.executable,
         "-m",
-        "working.entrypoint",
+        "working.runtime.entrypoint",
         "build-frontend",
         "--out",
         str(out),

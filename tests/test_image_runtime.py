@@ -23,7 +23,7 @@ import pytest
 from nix.image_contract import IMAGE_ONLY_ENV
 from services import Server
 from test_compose import load_app_service, parse_duration
-from working.contract import contract
+from working.runtime.contract import contract
 
 pytestmark = [pytest.mark.postgres, pytest.mark.privileged, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from services import REPO, Server, base_env, free_port, wait_until
-from working import limits
+from working.runtime import limits
 
 sys.path.insert(0, str(REPO))
 from bench.reflex_client import HYDRATE, ReflexClient, ReflexClientError, delta_for, full_name
@@ -370,8 +370,8 @@ def test_forwarded_headers_are_believed_only_from_trusted_proxies(
 
 
 def test_trusted_proxies_setting_is_checked_at_the_edge() -> None:
-    from working.errors import ConfigError
-    from working.settings import load
+    from working.runtime.errors import ConfigError
+    from working.runtime.settings import load
 
     assert load({}).forwarded_allow_ips == ("127.0.0.1", "::1")
     chosen = load({"FORWARDED_ALLOW_IPS": "10.0.1.0/24, 172.18.0.2"}).forwarded_allow_ips

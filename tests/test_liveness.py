@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 def healthcheck(server: Server) -> subprocess.CompletedProcess[str]:
     """The container's healthcheck command, as Docker runs it: only PORT in its environment."""
     return subprocess.run(
-        [sys.executable, "-m", "working.entrypoint", "healthcheck"],
+        [sys.executable, "-m", "working.runtime.entrypoint", "healthcheck"],
         env=base_env(PORT=str(server.port)),
         capture_output=True,
         text=True,
@@ -126,8 +126,8 @@ def test_livez_answers_503_once_draining() -> None:
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    from working.health import Health
-    from working.settings import load
+    from working.runtime.health import Health
+    from working.runtime.settings import load
 
     monitor = Health(load({}))
     app = Starlette(routes=[Route("/livez", monitor.livez)])

@@ -198,7 +198,7 @@ def test_long_values_are_cut(server: Server) -> None:
 
 
 def test_render_escapes_every_line_break_in_text_and_keeps_json_one_line() -> None:
-    from working.logs import render
+    from working.runtime.logs import render
 
     hostile = "a\nb\rc\x1b[31md\u2028e\x85f"
     text = render("text", "ERROR", "x", hostile, exception="Traceback\n  line\nError: z\n")
@@ -214,7 +214,7 @@ def test_render_escapes_every_line_break_in_text_and_keeps_json_one_line() -> No
 
 
 def test_reflex_event_dumps_are_masked() -> None:
-    from working.masking import mask_text
+    from working.runtime.masking import mask_text
 
     dump = (
         "Event(name='x', router_data={'token': 'tab-token-1', 'headers': {'cookie': "
@@ -231,7 +231,7 @@ def test_reflex_event_dumps_are_masked() -> None:
 def test_repeated_errors_are_held_back_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
-    from working import logs
+    from working.runtime import logs
 
     now = [1000.0]
     monkeypatch.setattr(logs.time, "monotonic", lambda: now[0])
@@ -260,7 +260,7 @@ def test_the_apps_own_lines_are_never_crowded_out_by_other_libraries(
     app's own still gets through (it is limited by its kind alone)."""
     import logging
 
-    from working import logs
+    from working.runtime import logs
 
     monkeypatch.setattr(logs.time, "monotonic", lambda: 1000.0)
     limit = logs._RepeatLimit()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services import PG_PASSWORD_SPELLINGS, PG_PASSWORD_URL
-from working.masking import mask_text, mask_url
+from working.runtime.masking import mask_text, mask_url
 
 
 def test_a_url_password_is_masked_in_free_text_even_when_never_registered() -> None:

@@ -244,7 +244,7 @@ def _evaluated_image_config(nix: Nix) -> dict[str, Any]:
 
 @pytest.mark.nix
 def test_image_config_matches_contract(nix: Nix) -> None:
-    from working.contract import contract
+    from working.runtime.contract import contract
 
     config = _evaluated_image_config(nix)
     image_contract.check_config(config, contract(), _project())
@@ -256,7 +256,7 @@ def test_image_config_matches_contract(nix: Nix) -> None:
 
 @pytest.mark.nix
 def test_nix_reads_the_same_contract_file(nix: Nix) -> None:
-    from working.contract import contract
+    from working.runtime.contract import contract
 
     assert nix.eval_json("--expr", "import ./nix/contract.nix") == contract()
 
@@ -463,7 +463,7 @@ def _decoded(path: Path) -> bytes:
 def test_store_paths_are_scrubbed_before_the_export_is_compressed(tmp_path: Path) -> None:
     """Planted paths of Node, a wheel and node_modules (any /nix/store/<hash>-, not a list of
     known ones) are gone from every file, and from the .br/.gz made of them."""
-    from working.frontend import _precompress
+    from working.runtime.frontend import _precompress
 
     export = tmp_path / "export"
     (export / "assets").mkdir(parents=True)
@@ -494,8 +494,8 @@ def test_store_paths_are_scrubbed_before_the_export_is_compressed(tmp_path: Path
 def test_a_store_path_hidden_in_a_compressed_file_fails_the_build(tmp_path: Path) -> None:
     """A store path inside a .gz that the build did not make (so could not scrub first) is
     found by decompressing it, and the build stops naming the file."""
-    from working.errors import FrontendError
-    from working.frontend import _precompress
+    from working.runtime.errors import FrontendError
+    from working.runtime.frontend import _precompress
 
     export = tmp_path / "export"
     export.mkdir()
@@ -662,7 +662,7 @@ def test_the_image_evaluated_through_image_nix_meets_the_contract(nix: Nix) -> N
     """nix/image.nix end to end (its dockerTools.streamLayeredImage call, with the venv and the
     frontend the flake builds), against the runtime contract: the config, the layer commands,
     the root's contents and the image reference."""
-    from working.contract import contract
+    from working.runtime.contract import contract
 
     result = _evaluate_flake(nix, _staged_flake())
     image = contract()["image"]
@@ -690,7 +690,7 @@ def test_the_image_evaluated_through_image_nix_meets_the_contract(nix: Nix) -> N
 
 def _image_tar(path: Path, config: dict[str, Any], extra: list[tarfile.TarInfo]) -> Path:
     """A docker-archive as the stream script writes it: manifest, config, one layer."""
-    from working.contract import contract
+    from working.runtime.contract import contract
 
     image = contract()["image"]
     venv_bin = dict(item.split("=", 1) for item in config["Env"])["PATH"].lstrip("/")
@@ -765,7 +765,7 @@ def test_no_shell_means_no_shell_at_the_root_or_on_path(
     """The contract's "no shell", on image tarballs: the bash that nixpkgs' CPython references
     (subprocess's shell=True) may be in the store; a shell at the root or on PATH, an
     interactive bash, Node may not."""
-    from working.contract import contract
+    from working.runtime.contract import contract
 
     config = _evaluated_image_config(nix)
     venv_bin = dict(item.split("=", 1) for item in config["Env"])["PATH"].lstrip("/")

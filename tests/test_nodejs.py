@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services import base_env
-from working.contract import contract
+from working.runtime.contract import contract
 
 EXIT = contract()["exit_codes"]
 # The console script, by absolute path: PATH below holds no uv and no venv.
@@ -105,7 +105,7 @@ def test_a_node_older_than_reflex_supports_exit_3_in_one_line(
 def test_the_minimum_is_reflexs_own() -> None:
     from reflex_base.constants.installer import Node
 
-    from working.nodejs import minimum_version
+    from working.runtime.nodejs import minimum_version
 
     assert minimum_version() == tuple(int(p) for p in Node.MIN_VERSION.split("."))
     assert minimum_version() >= (20, 19, 0)

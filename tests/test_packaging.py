@@ -43,7 +43,7 @@ def _site_packages(venv: Path) -> Path:
 def test_runtime_venv_has_the_package_as_a_wheel_and_no_dev_tools(runtime_venv: Path) -> None:
     site = _site_packages(runtime_venv)
     package = site / "working"
-    assert (package / "contract.toml").is_file()
+    assert (package / "runtime" / "contract.toml").is_file()
     assert (package / "migrations" / "env.py").is_file()
     assert list((package / "migrations" / "versions").glob("0001_*.py"))
     assert (site / "rxconfig.py").is_file()
@@ -86,6 +86,6 @@ def test_runtime_venv_serves_from_a_directory_without_sources(
 def test_the_checkout_pins_its_own_rxconfig() -> None:
     # The dev venv is an editable install: its site-packages copy of rxconfig.py is never
     # refreshed, so the config Reflex reads must be the checkout's.
-    from working import reflex_config
+    from working.runtime import reflex_config
 
     assert reflex_config.rxconfig_path().resolve() == (REPO / "rxconfig.py").resolve()

@@ -7,7 +7,7 @@ import re
 import sys
 
 from services import REPO
-from working.contract import contract
+from working.runtime.contract import contract
 
 README = (REPO / "README.md").read_text()
 
@@ -75,7 +75,8 @@ def test_exit_codes_are_the_contracts() -> None:
 
 
 def test_security_section_states_the_actual_limits() -> None:
-    from working import auth, housekeeping, login, logs
+    from working import auth, housekeeping, login
+    from working.runtime import logs
 
     security = _prose("Security")
     limits = contract()["limits"]

@@ -19,7 +19,7 @@ import pytest
 from slow_clients import assert_cut_at_the_deadline, start_slow_downloads
 
 from services import Postgres, Server, assert_no_password, base_env, free_port
-from working.contract import contract
+from working.runtime.contract import contract
 
 
 def test_one_port_serves_frontend_backend_and_health(serve, database_env) -> None:  # type: ignore[no-untyped-def]
@@ -277,7 +277,7 @@ def test_runs_as_pid_1_and_stops_cleanly_on_sigterm(frontend_export: Path, tmp_p
         "--",
         sys.executable,
         "-m",
-        "working.entrypoint",
+        "working.runtime.entrypoint",
         "serve",
     ]
     server.start()

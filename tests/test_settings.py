@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from working.contract import contract
-from working.errors import ConfigError
-from working.settings import load
+from working.runtime.contract import contract
+from working.runtime.errors import ConfigError
+from working.runtime.settings import load
 
 
 def test_defaults_come_from_the_contract() -> None:

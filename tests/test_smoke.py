@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from services import REPO, Server, base_env, free_port
-from working.contract import contract
+from working.runtime.contract import contract
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from . import auth, db
+from . import auth
+from .runtime import db
 
 log = logging.getLogger("working.housekeeping")
 

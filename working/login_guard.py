@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from .settings import Settings
+from .runtime.settings import Settings
 
 _T = TypeVar("_T")
 

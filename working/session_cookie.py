@@ -29,7 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import auth, db
+from . import auth
+from .runtime import db
 
 COOKIE = "working_session"
 TICKET_PATH = "/_auth/session"
@@ -37,6 +38,11 @@ LOGOUT_PATH = "/_auth/logout"
 EVENT_PATH = "/_event"
 _SCOPE_KEY = "working.session_token"
 _MAX_BODY = 256
+
+
+def transformer(allowed_origins: tuple[str, ...]) -> Callable[[ASGIApp], ASGIApp]:
+    """For `rx.App(api_transformer=...)`: Reflex's backend with the cookie's endpoints."""
+    return lambda asgi: wrap(asgi, allowed_origins)
 
 
 def wrap(app: ASGIApp, allowed_origins: tuple[str, ...] = ()) -> ASGIApp:

@@ -21,8 +21,9 @@ from reflex.state import BaseState, StateUpdate
 from reflex_base.event import Event, get_hydrate_event
 from sqlalchemy.orm import Session
 
-from . import auth, db, health, housekeeping, login, login_guard, notes, session_cookie
-from .settings import from_environ
+from . import auth, housekeeping, login, login_guard, notes, session_cookie
+from .runtime import db, health
+from .runtime.settings import from_environ
 
 log = logging.getLogger("working.app")
 
@@ -365,7 +366,11 @@ class RestoreSession(Middleware):
         return None
 
 
-app = rx.App(backend_exception_handler=log_event_error)
+app = rx.App(
+    backend_exception_handler=log_event_error,
+    # The HttpOnly session cookie's endpoints, and its removal from /_event's headers.
+    api_transformer=session_cookie.transformer(from_environ().allowed_origins),
+)
 app.add_middleware(RestoreSession())
 app.register_lifespan_task(housekeeping.purge_periodically)
 app.add_page(index, route="/", title="working")

@@ -1,16 +1,6 @@
-"""Alembic environment: migrations run on the connection `working.db.migrate` hands over."""
-
-from alembic import context
+"""Alembic's environment for the app's history: the runtime migrates with the app's metadata."""
 
 from working.models import Base
+from working.runtime.migrations import run_env
 
-connection = context.config.attributes["connection"]
-context.configure(
-    connection=connection,
-    target_metadata=Base.metadata,
-    # A failed revision rolls back alone; earlier complete revisions stay applied.
-    transaction_per_migration=True,
-    render_as_batch=connection.dialect.name == "sqlite",
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_env(Base.metadata)

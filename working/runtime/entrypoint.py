@@ -1,4 +1,4 @@
-"""`python -m working.entrypoint` (console script `working`): what the image runs.
+"""`python -m working.runtime.entrypoint` (console script `working`): what the image runs.
 
 Each subcommand is one function; every failure a user can cause is a WorkingError, printed here
 as one line with its own exit code, never as a traceback.
@@ -123,6 +123,15 @@ def lock_frontend(args: argparse.Namespace) -> int:
     return exit_code("ok")
 
 
+def new_migration(args: argparse.Namespace) -> int:
+    from . import migrations
+
+    logs.configure()
+    written = migrations.new_revision(args.message)
+    print(f"wrote {written}; read it, adjust it if needed, and commit it")
+    return exit_code("ok")
+
+
 def _settings() -> Settings:
     settings = from_environ()
     logs.configure(settings.log_level, settings.log_format)
@@ -147,12 +156,12 @@ def _frontend_build_needed(settings: Settings) -> bool:
 
 
 def _prepare_database(settings: Settings, *, migrate: bool) -> None:
-    from . import db
+    from . import db, migrations
 
     engine = db.configure(settings)
     db.wait_for_db(engine, settings.db_wait_timeout)
     if migrate:
-        db.migrate(engine)
+        migrations.apply(engine)
 
 
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
@@ -162,6 +171,10 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "check-config": (check_config, "validate the environment and print the settings, masked"),
     "build-frontend": (build_frontend, "compile the Reflex app and write its static export"),
     "lock-frontend": (lock_frontend, "refresh the committed npm lock from the registry"),
+    "new-migration": (
+        new_migration,
+        "write the app's next migration from its models (Alembic autogenerate)",
+    ),
 }
 
 
@@ -192,6 +205,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a node_modules provisioned from the committed lock: with it the build never "
         "uses the network (default: provision one with npm ci into ~/.cache/working)",
+    )
+    subs["new-migration"].add_argument(
+        "-m", "--message", required=True, help='what it changes, e.g. "add greetings"'
     )
     for name in ("build-frontend", "lock-frontend"):
         subs[name].add_argument(

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import app as app_seam
 from .errors import FrontendError
 from .nodejs import require_node_and_npm
 
@@ -190,7 +191,9 @@ def _child_compile(node_modules: Path | None) -> Path:
         _check_in_lock(wanted | set(packages) | plugin_packages, web / "package.json")
 
     js_runtimes.install_frontend_packages = install_from_lock
-    prerequisites.get_compiled_app(prerender_routes=True)
+    module = prerequisites.get_compiled_app(prerender_routes=True)
+    for line in app_seam.shadowed_pages(module.app):
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     return web
 
 

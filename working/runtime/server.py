@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -26,7 +26,8 @@ import uvicorn
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import draining, limits, logs, reflex_config, security_headers, session_cookie, statestore
+from . import app as app_seam
+from . import draining, limits, logs, reflex_config, security_headers, statestore
 from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
@@ -53,7 +54,9 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     # The frontend is prebuilt: Reflex must not compile or write anything at start.
     environment.REFLEX_SKIP_COMPILE.set(True)
     reflex_config.pin()
-    from .working import app
+    app = app_seam.load()
+    for line in app_seam.shadowed_pages(app):
+        log.warning("%s", line)
 
     http = contract()["http"]
     secure = security_headers.headers(settings.frontend_dir)
@@ -68,9 +71,10 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
         api.routes.append(Mount("/", static, name="frontend"))
         return api
 
-    app.api_transformer = attach
-    # The HttpOnly session cookie's endpoints, and its removal from /_event's headers.
-    asgi = session_cookie.wrap(app(), settings.allowed_origins)
+    # First, on Reflex's own Starlette app: the app's transformers (if any) wrap it after.
+    attach.working_runtime = True  # type: ignore[attr-defined]
+    app.api_transformer = [attach, *_transformers(app.api_transformer)]
+    asgi = app()
     logs.route_reflex_console()
     if settings.redis_url:
         from . import failover
@@ -96,6 +100,14 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     gc.freeze()
     gc.enable()  # off during start-up (see entrypoint.serve)
     return access
+
+
+def _transformers(declared: Any) -> list[Any]:
+    """The app's own api_transformer(s), without the runtime's from an earlier build."""
+    if declared is None:
+        return []
+    listed = list(declared) if isinstance(declared, Sequence) else [declared]
+    return [t for t in listed if not getattr(t, "working_runtime", False)]
 
 
 def _files_first(static: FrontendFiles, backend: ASGIApp) -> ASGIApp:

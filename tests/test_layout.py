@@ -1,0 +1,199 @@
+"""The runtime apart from the app: the import graph, the seam, and the app's own migrations.
+
+working/runtime/ reaches the app only through working/runtime/app.py (docs/your-app.md); an app
+of your own replaces the rest of the package. tests/test_your_app.py serves a second app with
+the same runtime; these tests hold the boundary itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "working"
+RUNTIME = PACKAGE / "runtime"
+SEAM = RUNTIME / "app.py"
+APP_MODULE = "working.working"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(source: str, module: str) -> set[str]:
+    """Every module the `module`'s source imports, anywhere (functions too), as absolute names."""
+    package = module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            found.add(module)
+            # `from . import db` imports the module working.runtime.db.
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _app_imports(path: Path, source: str | None = None) -> set[str]:
+    """The app's modules (`working.X`, X not the runtime) that `path` imports from."""
+    text = path.read_text() if source is None else source
+    return {
+        ".".join(name.split(".")[:2])
+        for name in _imports(text, _module_name(path))
+        if (name == "working" or name.startswith("working."))
+        and name != "working.runtime"
+        and not name.startswith("working.runtime.")
+        # `from working import working` names the package itself as well as the module.
+        and name != "working"
+    }
+
+
+def test_the_runtime_imports_nothing_of_the_app_but_through_its_seam() -> None:
+    crossing = {
+        str(path.relative_to(REPO)): sorted(_app_imports(path))
+        for path in sorted(RUNTIME.rglob("*.py"))
+        if _app_imports(path)
+    }
+    assert crossing == {str(SEAM.relative_to(REPO)): [APP_MODULE]}
+
+
+def test_the_graph_reader_sees_relative_and_nested_imports() -> None:
+    # The check above is only as good as _imports: a runtime module that reached the app by a
+    # relative import inside a function, or by an absolute one, must be seen.
+    source = (
+        "def f():\n    from .. import auth\n    from ..notes import x\n    import working.login\n"
+    )
+    assert _app_imports(RUNTIME / "server.py", source) == {
+        "working.auth",
+        "working.notes",
+        "working.login",
+    }
+    assert _app_imports(RUNTIME / "server.py", "from . import db\nfrom .app import load\n") == set()
+
+
+def test_importing_the_whole_runtime_loads_no_app_module() -> None:
+    # The graph as Python walks it: every runtime module imported, nothing of the app comes
+    # along (the seam imports the app only when the server asks for it).
+    modules = sorted(_module_name(p) for p in RUNTIME.glob("*.py"))
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('working.')"
+        " and not m.startswith('working.runtime')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_rxconfig_may_not_set_what_the_runtime_owns() -> None:
+    from working.runtime.errors import ConfigError
+    from working.runtime.reflex_config import OWNED, app_config
+
+    with pytest.raises(ConfigError, match=r"app_config\(db_url=\.\.\.\) is the runtime's") as err:
+        app_config(db_url="sqlite:///elsewhere.db")
+    assert "DATABASE_URL" in str(err.value)
+    assert {"frontend_port", "backend_port", "db_url", "redis_url", "state_manager_mode"} <= set(
+        OWNED
+    )
+    declared = app_config(show_built_with_reflex=False)
+    assert declared.app_name == "working"
+    assert declared.show_built_with_reflex is False
+
+
+# --- the app's migrations: written by new-migration, applied by the runtime ------------------
+
+_GREETINGS_MODEL = """
+
+class Greeting(Base):
+    __tablename__ = "greetings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(String(200))
+"""
+
+
+def _app_copy(root: Path) -> Path:
+    """This app and its runtime as a project of its own, first on PYTHONPATH (a user's clone)."""
+    shutil.copytree(PACKAGE, root / "working", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(REPO / "rxconfig.py", root / "rxconfig.py")
+    return root
+
+
+def _working(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    from services import base_env
+
+    env = base_env(PYTHONPATH=str(root), DATA_DIR=str(root / "data"))
+    return subprocess.run(
+        [sys.executable, "-m", "working.runtime.entrypoint", *args],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_new_migration_writes_the_apps_next_revision_and_the_runtime_applies_it(
+    tmp_path: Path,
+) -> None:
+    root = _app_copy(tmp_path)
+    versions = root / "working" / "migrations" / "versions"
+    shipped = sorted(p.name for p in versions.glob("*.py"))
+
+    unchanged = _working(root, "new-migration", "-m", "nothing")
+    assert unchanged.returncode == 1
+    assert "already agree: no revision written" in unchanged.stdout + unchanged.stderr
+
+    with (root / "working" / "models.py").open("a") as models:
+        models.write(_GREETINGS_MODEL)
+    made = _working(root, "new-migration", "-m", "add greetings")
+    assert made.returncode == 0, made.stdout + made.stderr
+    new = sorted(set(p.name for p in versions.glob("*.py")) - set(shipped))
+    number = f"{len(shipped) + 1:04d}"
+    assert new == [f"{number}_add_greetings.py"], made.stdout
+    written = (versions / new[0]).read_text()
+    assert 'op.create_table(\n        "greetings"' in written or "'greetings'" in written, written
+    assert f'revision = "{number}"' in written or f"revision = '{number}'" in written
+
+    applied = _working(root, "migrate")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert f"migrations: applied empty -> {number}" in applied.stdout + applied.stderr
+
+    import sqlite3
+
+    with sqlite3.connect(root / "data" / "working.db") as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "greetings" in tables
+
+
+def test_an_app_without_migrations_starts_without_them(tmp_path: Path) -> None:
+    root = _app_copy(tmp_path)
+    shutil.rmtree(root / "working" / "migrations")
+    result = _working(root, "migrate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "migrations: the app ships none" in result.stdout + result.stderr
+    made = _working(root, "new-migration", "-m", "first")
+    assert made.returncode == 1
+    assert "the app ships no migrations" in made.stdout + made.stderr

@@ -1,0 +1,51 @@
+"""The seam: the one place where the runtime reaches the app.
+
+The app is the rest of the `working` package, found where Reflex looks for it:
+- `working/working.py` defines `app = rx.App(...)`: its pages, state, event handlers, lifespan
+  tasks, and HTTP additions through `api_transformer`;
+- `working/migrations/` is its Alembic history (env.py hands its metadata to
+  `migrations.run_env`), applied by the runtime at start;
+- `rxconfig.py` beside the package declares its Reflex plugins and theme (reflex_config.app_config).
+Nothing else under working/runtime/ imports the app (tests/test_layout.py checks the import graph),
+so an app of your own replaces those files and nothing here; see docs/your-app.md.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from .contract import contract
+from .errors import WorkingError
+
+if TYPE_CHECKING:
+    import reflex as rx
+
+PACKAGE = "working"
+MIGRATIONS = resources.files(PACKAGE) / "migrations"
+
+
+def load() -> rx.App:
+    """The app's `rx.App`; importing it builds its pages and state classes."""
+    import reflex as rx
+
+    from working.working import app
+
+    if not isinstance(app, rx.App):
+        raise WorkingError(
+            f"working/working.py must define `app = rx.App(...)`, not a {type(app).__name__}"
+        )
+    return app
+
+
+def shadowed_pages(app: rx.App) -> list[str]:
+    """One line for each page of the app at a path the runtime answers itself (/health,
+    /livez): such a page is never shown."""
+    http = contract()["http"]
+    runtime = {http["health_path"], http["liveness_path"]}
+    pages = {"/" + route.strip("/") for route in app._unevaluated_pages}
+    return [
+        f"the app's page at {route} is shadowed: {route} is the runtime's own endpoint; "
+        "move the page to another route"
+        for route in sorted(pages & runtime)
+    ]
