@@ -378,6 +378,31 @@ MUTATIONS = [
         ],
         fast=False,
     ),
+    # -- the runtime apart from the app (issue 15) --------------------------------------------
+    _m(
+        "runtime-reaches-into-the-app",
+        "the runtime imports nothing of the app but through its seam (working/runtime/app.py)",
+        "working/runtime/health.py",
+        [("from . import db\n", "from . import db\nfrom .. import models  # noqa: F401\n")],
+        ["tests/test_layout.py::test_the_runtime_imports_nothing_of_the_app_but_through_its_seam"],
+    ),
+    _m(
+        "rxconfig-overrides-the-runtime",
+        "the app's rxconfig cannot set what the runtime owns (ports, database, Redis, state)",
+        "working/runtime/reflex_config.py",
+        [("    if taken:\n", "    if False:\n")],
+        ["tests/test_layout.py::test_rxconfig_may_not_set_what_the_runtime_owns"],
+    ),
+    _m(
+        "empty-migration-written",
+        "new-migration writes nothing when the models and the app's history agree",
+        "working/runtime/migrations.py",
+        [("        directives[:] = []\n", "        pass\n")],
+        [
+            "tests/test_layout.py::"
+            "test_new_migration_writes_the_apps_next_revision_and_the_runtime_applies_it"
+        ],
+    ),
 ]
 
 
