@@ -197,3 +197,24 @@ def test_an_app_without_migrations_starts_without_them(tmp_path: Path) -> None:
     made = _working(root, "new-migration", "-m", "first")
     assert made.returncode == 1
     assert "the app ships no migrations" in made.stdout + made.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_a_build_with_an_rxconfig_that_sets_a_runtime_setting_stops_in_one_line(
+    tmp_path: Path,
+) -> None:
+    root = _app_copy(tmp_path)
+    rxconfig = root / "rxconfig.py"
+    rxconfig.write_text(
+        rxconfig.read_text().replace("show_built_with_reflex=False,", 'db_url="sqlite:///x.db",')
+    )
+    lock = REPO / "nix" / "frontend"
+    result = _working(
+        root, "build-frontend", "--out", str(tmp_path / "export"), "--lock", str(lock)
+    )
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2, output
+    assert output.splitlines()[-1].startswith("[ERROR] rxconfig.py: app_config(db_url=...)")
+    assert "Traceback" not in output
+    assert not (tmp_path / "export").exists()

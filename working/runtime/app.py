@@ -5,7 +5,8 @@ The app is the rest of the `working` package, found where Reflex looks for it:
   tasks, and HTTP additions through `api_transformer`;
 - `working/migrations/` is its Alembic history (env.py hands its metadata to
   `migrations.run_env`), applied by the runtime at start;
-- `rxconfig.py` beside the package declares its Reflex plugins and theme (reflex_config.app_config).
+- `rxconfig.py` beside the package declares its Reflex plugins and theme (reflex_config.app_config),
+  and `assets/` beside it holds its static files (as in any Reflex project).
 Nothing else under working/runtime/ imports the app (tests/test_layout.py checks the import graph),
 so an app of your own replaces those files and nothing here; see docs/your-app.md.
 """
@@ -13,6 +14,7 @@ so an app of your own replaces those files and nothing here; see docs/your-app.m
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .contract import contract
@@ -23,6 +25,13 @@ if TYPE_CHECKING:
 
 PACKAGE = "working"
 MIGRATIONS = resources.files(PACKAGE) / "migrations"
+
+
+def assets_dir() -> Path:
+    """The app's static assets (Reflex's `assets/`, beside rxconfig.py), copied into the export."""
+    from .reflex_config import rxconfig_path
+
+    return rxconfig_path().parent / "assets"
 
 
 def load() -> rx.App:

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import app as app_seam
-from .errors import FrontendError
-from .nodejs import require_node_and_npm
+from .errors import FrontendError, WorkingError
+from .nodejs import program, require_node_and_npm
 
 LOCK_DIR = Path("nix") / "frontend"
 LOCK_FILES = ("package.json", "package-lock.json")
@@ -351,11 +351,11 @@ if (left.length) {
 
 
 def _precompress(export: Path) -> None:
-    node = shutil.which("node")
-    if node is None:
-        raise FrontendError("node is not on PATH; install Node.js 20 to build the frontend")
     result = subprocess.run(
-        [node, "-e", _PRECOMPRESS_JS, str(export)], cwd=export, capture_output=True, text=True
+        [program("node"), "-e", _PRECOMPRESS_JS, str(export)],
+        cwd=export,
+        capture_output=True,
+        text=True,
     )
     if result.returncode == 3:
         raise FrontendError(
@@ -430,15 +430,18 @@ def _cache_dir() -> Path:
 
 
 def _npm(*args: str) -> list[str]:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise FrontendError("npm is not on PATH; install Node.js 20 with npm to build the frontend")
-    return [npm, *args]
+    return [program("npm"), *args]
 
 
 def _run_child(step: str, *, env: dict[str, str], cwd: str | Path) -> None:
-    """Run one step in a child; its one-line error, if any, becomes this process's error."""
-    report = Path(cwd) / "error.txt"
+    """Run one step in a child; its one-line error, if any, becomes this process's error.
+
+    The child compiles the app from `cwd`, where Reflex looks for the app's assets/ (copied
+    there, never written in place: the source may be read-only)."""
+    assets = app_seam.assets_dir()
+    if assets.is_dir():
+        shutil.copytree(assets, Path(cwd) / assets.name, symlinks=True)
+    report = Path(cwd) / "error.json"
     result = subprocess.run(
         [sys.executable, "-m", __name__, step],
         env=env | {"WORKING_FRONTEND_ERROR": str(report)},
@@ -447,7 +450,10 @@ def _run_child(step: str, *, env: dict[str, str], cwd: str | Path) -> None:
     )
     if result.returncode != 0:
         if report.is_file():
-            raise FrontendError(report.read_text().strip())
+            failure = json.loads(report.read_text())
+            error = FrontendError(failure["message"])
+            error.exit_code_name = failure["exit_code_name"]  # e.g. config, for rxconfig.py
+            raise error
         raise FrontendError(
             f"the frontend {step} step failed (exit {result.returncode}); see the lines above"
         )
@@ -465,6 +471,7 @@ def _run(command: list[str], *, env: dict[str, str], cwd: str | Path) -> None:
 if __name__ == "__main__":
     try:
         {"build": _child_build, "check": _child_check, "lock": _child_lock}[sys.argv[1]]()
-    except FrontendError as exc:
-        Path(os.environ["WORKING_FRONTEND_ERROR"]).write_text(str(exc))
+    except WorkingError as exc:
+        failure = {"message": str(exc), "exit_code_name": exc.exit_code_name}
+        Path(os.environ["WORKING_FRONTEND_ERROR"]).write_text(json.dumps(failure))
         sys.exit(1)

@@ -33,15 +33,14 @@ def minimum_version() -> tuple[int, ...]:
 def require_node_and_npm() -> None:
     """Raise one DependencyError line unless node (recent enough) and npm are on PATH."""
     minimum = minimum_version()
-    ways_out = _WAYS_OUT.format(minimum=_text(minimum))
-    node, npm = shutil.which("node"), shutil.which("npm")
-    missing = [name for name, path in (("node", node), ("npm", npm)) if path is None]
+    ways_out = _ways_out()
+    missing = [name for name in ("node", "npm") if shutil.which(name) is None]
     if missing:
         raise DependencyError(
             f"building the frontend needs Node.js and npm, but {' and '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not on PATH; {ways_out}"
         )
-    assert node is not None
+    node = program("node")
     found = _node_version(node)
     if found is None:
         raise DependencyError(f"{node} --version did not print a Node.js version; {ways_out}")
@@ -50,6 +49,20 @@ def require_node_and_npm() -> None:
             f"Node.js {_text(found)} at {node} is older than {_text(minimum)}, the oldest the "
             f"installed Reflex supports; {ways_out}"
         )
+
+
+def program(name: str) -> str:
+    """The path of `node` or `npm` on PATH, or one DependencyError line naming the ways out."""
+    path = shutil.which(name)
+    if path is None:
+        raise DependencyError(
+            f"building the frontend needs Node.js and npm, but {name} is not on PATH; {_ways_out()}"
+        )
+    return path
+
+
+def _ways_out() -> str:
+    return _WAYS_OUT.format(minimum=_text(minimum_version()))
 
 
 def _node_version(node: str) -> tuple[int, ...] | None:
