@@ -136,14 +136,13 @@ def _check(server: Server, built: Built, data: Path, browser) -> None:  # type: 
     assert body["database"]["backend"] == "sqlite"
     assert "The guestbook is fine." not in health.text
     assert "migrations: applied" in server.output, server.output
+    assert any("/health" in line and "shadow" in line.lower() for line in server.lines)
 
     page = browser.new_page()
-    sockets: list[str] = []
-    page.on("websocket", lambda ws: sockets.append(ws.url))
-    page.goto(f"{server.url}/")
-    # The page's on_load event went out over /_event and its answer came back.
+    with page.expect_websocket(lambda ws: "/_event" in ws.url) as opened:
+        page.goto(f"{server.url}/")
+    socket = opened.value
     page.locator("#entry-count").filter(has_text="0 entries").wait_for()
-    assert any("/_event" in url for url in sockets), sockets
 
     # Tailwind was compiled into the export: utilities apply.
     banner = page.locator("#banner")
@@ -154,7 +153,9 @@ def _check(server: Server, built: Built, data: Path, browser) -> None:  # type: 
 
     page.locator("#name").fill("Ada")
     page.locator("#message").fill("hello from chromium")
-    page.locator("#sign").click()
+    # The submit goes out over /_event; the new entry comes back as a state update on it.
+    with socket.expect_event("framereceived", lambda f: "hello from chromium" in str(f)):
+        page.locator("#sign").click()
     page.locator(".entry").filter(has_text="hello from chromium").wait_for()
     page.locator("#entry-count").filter(has_text="1 entry").wait_for()
     assert page.locator(".entry-name").all_inner_texts() == ["Ada"]
