@@ -380,6 +380,14 @@ MUTATIONS = [
     ),
     # -- the runtime apart from the app (issue 15) --------------------------------------------
     _m(
+        "app-page-shadows-health",
+        "/health and /livez are the runtime's even when the app puts a page there",
+        "working/runtime/server.py",
+        [(' and scope["path"] not in own and ', " and ")],
+        ["tests/test_your_app.py::test_built_served_and_driven_in_a_browser"],
+        fast=False,
+    ),
+    _m(
         "runtime-reaches-into-the-app",
         "the runtime imports nothing of the app but through its seam (working/runtime/app.py)",
         "working/runtime/health.py",

@@ -91,7 +91,8 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     limits.guard_events(app)
     backend: ASGIApp = limits.ConnectionLimit(asgi, settings.max_connections_per_client)
     backend = security_headers.SecurityHeaders(backend, secure)
-    access = AccessLog(_files_first(static, backend), settings.log_format)
+    own = {http["health_path"], http["liveness_path"]}
+    access = AccessLog(_files_first(static, backend, own), settings.log_format)
     atexit.register(access.flush)
     # Everything built so far (the component tree, the compiled app: most of the heap) lives
     # as long as the process. Frozen, the collector stops walking it on every full collection,
@@ -110,12 +111,13 @@ def _transformers(declared: Any) -> list[Any]:
     return [t for t in listed if not getattr(t, "working_runtime", False)]
 
 
-def _files_first(static: FrontendFiles, backend: ASGIApp) -> ASGIApp:
+def _files_first(static: FrontendFiles, backend: ASGIApp, own: set[str]) -> ASGIApp:
     """Files of the export skip the backend's middleware and router: most requests are these,
-    and none of them needs CORS headers or Reflex's request context."""
+    and none of them needs CORS headers or Reflex's request context. The runtime's own paths
+    (`own`: /health, /livez) are never files, even when the app put a page there."""
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and static.match(scope["path"]):
+        if scope["type"] == "http" and scope["path"] not in own and static.match(scope["path"]):
             await static(scope, receive, send)
         else:
             await backend(scope, receive, send)
