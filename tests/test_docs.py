@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 from services import REPO, base_env
 from working.runtime.contract import contract
@@ -119,6 +118,7 @@ def test_the_readme_links_to_it() -> None:
 
 def test_its_rxconfig_example_is_the_repositorys() -> None:
     """The guide's rxconfig.py block is the one at the root (the app's one place for plugins)."""
-    block = re.search(r"```python\n(import reflex as rx\n\nfrom working\.runtime.*?)```", TEXT, re.S)
+    example = r"```python\n(import reflex as rx\n\nfrom working\.runtime.*?)```"
+    block = re.search(example, TEXT, flags=re.DOTALL)
     assert block is not None
-    assert block.group(1).strip() in Path(REPO / "rxconfig.py").read_text()
+    assert block.group(1).strip() in (REPO / "rxconfig.py").read_text()
