@@ -135,6 +135,13 @@ def _check(server: Server, built: Built, data: Path, browser) -> None:  # type: 
     assert body["database"]["status"] == "connected"
     assert body["database"]["backend"] == "sqlite"
     assert "The guestbook is fine." not in health.text
+    # Also with a trailing slash, where the export has the app's page as health/index.html.
+    slash = httpx.get(f"{server.url}/health/", follow_redirects=True, timeout=10)
+    assert "The guestbook is fine." not in slash.text
+    # The app's assets/ (beside its rxconfig.py, as in any Reflex project) are in the export.
+    about = httpx.get(f"{server.url}/about.txt", timeout=10)
+    assert about.status_code == 200
+    assert about.text == (APP / "assets" / "about.txt").read_text()
     assert "migrations: applied" in server.output, server.output
     assert any("/health" in line and "shadow" in line.lower() for line in server.lines)
 

@@ -51,7 +51,7 @@ def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> No
     the network); with it, nothing touches the network.
     """
     out = out.absolute()
-    lock_dir = _check_lock_dir(lock_dir)
+    given, lock_dir = lock_dir, _check_lock_dir(lock_dir)
     require_node_and_npm()
     if node_modules is None:
         node_modules = provision(lock_dir, _cache_dir() / _lock_digest(lock_dir))
@@ -60,6 +60,7 @@ def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> No
         web = Path(tmp) / ".web"
         env = _reflex_environment(web) | {
             "WORKING_FRONTEND_LOCK": str(lock_dir),
+            "WORKING_FRONTEND_LOCK_GIVEN": str(given),
             "WORKING_FRONTEND_NODE_MODULES": str(node_modules.absolute()),
         }
         # A child process: compiling imports the whole component library, which a serving
@@ -70,10 +71,13 @@ def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> No
 
 def check_lock(lock_dir: Path = LOCK_DIR) -> None:
     """Compile the app (no network) and check the lock holds what it asks for (npm ls)."""
-    lock_dir = _check_lock_dir(lock_dir)
+    given, lock_dir = lock_dir, _check_lock_dir(lock_dir)
     require_node_and_npm()
     with tempfile.TemporaryDirectory(prefix="working-frontend-") as tmp:
-        env = _reflex_environment(Path(tmp) / ".web") | {"WORKING_FRONTEND_LOCK": str(lock_dir)}
+        env = _reflex_environment(Path(tmp) / ".web") | {
+            "WORKING_FRONTEND_LOCK": str(lock_dir),
+            "WORKING_FRONTEND_LOCK_GIVEN": str(given),
+        }
         _run_child("check", env=env, cwd=tmp)
 
 
@@ -188,7 +192,8 @@ def _child_compile(node_modules: Path | None) -> Path:
         for plugin in getattr(config, "plugins", ()):
             plugin_packages.update(plugin.get_frontend_development_dependencies())
             plugin_packages.update(plugin.get_frontend_dependencies())
-        _check_in_lock(wanted | set(packages) | plugin_packages, web / "package.json")
+        given = Path(os.environ["WORKING_FRONTEND_LOCK_GIVEN"])
+        _check_in_lock(wanted | set(packages) | plugin_packages, web / "package.json", given)
 
     js_runtimes.install_frontend_packages = install_from_lock
     module = prerequisites.get_compiled_app(prerender_routes=True)
@@ -221,7 +226,7 @@ def _base_packages(package_json: Path) -> set[str]:
     return {f"{name}@{spec}" for name, spec in deps.items()}
 
 
-def _check_in_lock(specs: Iterable[str], package_json: Path) -> None:
+def _check_in_lock(specs: Iterable[str], package_json: Path, lock_dir: Path = LOCK_DIR) -> None:
     """Each `name@range` Reflex asks for is a direct dependency, locked at a version in range.
 
     The ranges are npm's to judge: `npm ls --package-lock-only` reads the lock as the installed
@@ -245,8 +250,13 @@ def _check_in_lock(specs: Iterable[str], package_json: Path) -> None:
     if missing:
         raise FrontendError(
             f"the app needs frontend packages the committed lock lacks ({', '.join(missing)}); "
-            f'run "{REFRESH_COMMAND}" (needs the npm registry) and commit {LOCK_DIR}/'
+            f'run "{_refresh_command(lock_dir)}" (needs the npm registry) and commit {lock_dir}/'
         )
+
+
+def _refresh_command(lock_dir: Path) -> str:
+    """The command that refreshes this lock, as the user named it (--lock or the default)."""
+    return REFRESH_COMMAND if lock_dir == LOCK_DIR else f"{REFRESH_COMMAND} --lock {lock_dir}"
 
 
 def _direct_dependencies(package_json: Path) -> dict[str, str]:

@@ -65,8 +65,13 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     def attach(api):  # type: ignore[no-untyped-def]
         # Reflex's own /_health answered 500 and a traceback on every request: /health is ours.
         api.routes[:] = [r for r in api.routes if getattr(r, "path", None) != "/_health"]
-        api.routes.insert(0, Route(http["health_path"], health.endpoint, methods=["GET", "HEAD"]))
-        api.routes.insert(0, Route(http["liveness_path"], health.livez, methods=["GET", "HEAD"]))
+        for path, endpoint in (
+            (http["health_path"], health.endpoint),
+            (http["liveness_path"], health.livez),
+        ):
+            # With a trailing slash too: there the export may hold an app's page (index.html).
+            for variant in (path, path + "/"):
+                api.routes.insert(0, Route(variant, endpoint, methods=["GET", "HEAD"]))
         # Last: what no backend route claims gets the export's 404 page.
         api.routes.append(Mount("/", static, name="frontend"))
         return api
@@ -117,7 +122,11 @@ def _files_first(static: FrontendFiles, backend: ASGIApp, own: set[str]) -> ASGI
     (`own`: /health, /livez) are never files, even when the app put a page there."""
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in own and static.match(scope["path"]):
+        if (
+            scope["type"] == "http"
+            and scope["path"].rstrip("/") not in own
+            and static.match(scope["path"])
+        ):
             await static(scope, receive, send)
         else:
             await backend(scope, receive, send)
