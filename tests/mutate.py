@@ -383,7 +383,7 @@ MUTATIONS = [
         "app-page-shadows-health",
         "/health and /livez are the runtime's even when the app puts a page there",
         "working/runtime/server.py",
-        [(' and scope["path"] not in own and ', " and ")],
+        [('            and scope["path"].rstrip("/") not in own\n', "")],
         ["tests/test_your_app.py::test_built_served_and_driven_in_a_browser"],
         fast=False,
     ),

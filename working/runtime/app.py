@@ -28,10 +28,15 @@ MIGRATIONS = resources.files(PACKAGE) / "migrations"
 
 
 def assets_dir() -> Path:
-    """The app's static assets (Reflex's `assets/`, beside rxconfig.py), copied into the export."""
+    """The app's static files (Reflex's `assets/`), copied into the export by the build.
+
+    Beside rxconfig.py in a checkout; an installed wheel has none there, and then the build
+    runs from the source tree (the Nix frontend derivation does), where Reflex looks: `./assets`.
+    """
     from .reflex_config import rxconfig_path
 
-    return rxconfig_path().parent / "assets"
+    beside = rxconfig_path().parent / "assets"
+    return beside if beside.is_dir() else Path.cwd() / "assets"
 
 
 def load() -> rx.App:
