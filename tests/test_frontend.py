@@ -156,7 +156,8 @@ def test_a_lock_missing_a_package_fails_in_one_line(node_modules: Path, tmp_path
     assert len(errors) == 1, result.stdout
     assert errors[0].startswith("[ERROR] the app needs frontend packages the committed lock lacks")
     assert "sonner@" in errors[0]
-    assert f'run "{frontend.REFRESH_COMMAND}"' in errors[0]
+    # The lock the build was given, named the way it was given.
+    assert f'run "{frontend.REFRESH_COMMAND} --lock {lock}"' in errors[0]
     assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -172,12 +173,14 @@ def _lock_variant(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> P
     return lock
 
 
-def _assert_one_line_naming(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+def _assert_one_line_naming(
+    result: subprocess.CompletedProcess[str], lock: Path, *needles: str
+) -> None:
     errors = [line for line in result.stdout.splitlines() if line.startswith("[ERROR]")]
     assert result.returncode == 1, result.stdout + result.stderr
     assert len(errors) == 1, result.stdout
     assert errors[0].startswith("[ERROR] the app needs frontend packages the committed lock lacks")
-    assert f'run "{frontend.REFRESH_COMMAND}"' in errors[0]
+    assert f'run "{frontend.REFRESH_COMMAND} --lock {lock}"' in errors[0]
     for needle in needles:
         assert needle in errors[0]
     assert "Traceback" not in result.stdout + result.stderr
@@ -193,7 +196,7 @@ def test_a_package_the_manifest_declares_but_the_lock_lacks_fails_in_one_line(
 
     lock = _lock_variant(tmp_path, drop_sonner)
     result = _offline_build(tmp_path / "out", node_modules, lock)
-    _assert_one_line_naming(result, "(sonner@")
+    _assert_one_line_naming(result, lock, "(sonner@")
     assert not (tmp_path / "out").exists()
 
 
@@ -216,5 +219,5 @@ def test_a_locked_version_outside_the_apps_range_fails_in_one_line(
     (installed / "sonner" / "package.json").write_text('{"name": "sonner", "version": "1.7.4"}')
 
     result = _offline_build(tmp_path / "out", installed, lock)
-    _assert_one_line_naming(result, "sonner@", "(lock has 1.7.4)")
+    _assert_one_line_naming(result, lock, "sonner@", "(lock has 1.7.4)")
     assert not (tmp_path / "out").exists()

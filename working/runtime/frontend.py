@@ -51,7 +51,7 @@ def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> No
     the network); with it, nothing touches the network.
     """
     out = out.absolute()
-    given, lock_dir = lock_dir, _check_lock_dir(lock_dir)
+    given, lock_dir = _as_given(lock_dir), _check_lock_dir(lock_dir)
     require_node_and_npm()
     if node_modules is None:
         node_modules = provision(lock_dir, _cache_dir() / _lock_digest(lock_dir))
@@ -71,7 +71,7 @@ def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> No
 
 def check_lock(lock_dir: Path = LOCK_DIR) -> None:
     """Compile the app (no network) and check the lock holds what it asks for (npm ls)."""
-    given, lock_dir = lock_dir, _check_lock_dir(lock_dir)
+    given, lock_dir = _as_given(lock_dir), _check_lock_dir(lock_dir)
     require_node_and_npm()
     with tempfile.TemporaryDirectory(prefix="working-frontend-") as tmp:
         env = _reflex_environment(Path(tmp) / ".web") | {
@@ -252,6 +252,11 @@ def _check_in_lock(specs: Iterable[str], package_json: Path, lock_dir: Path = LO
             f"the app needs frontend packages the committed lock lacks ({', '.join(missing)}); "
             f'run "{_refresh_command(lock_dir)}" (needs the npm registry) and commit {lock_dir}/'
         )
+
+
+def _as_given(lock_dir: Path) -> Path:
+    """The default lock's directory as its default relative name, another as the user gave it."""
+    return LOCK_DIR if lock_dir.absolute() == LOCK_DIR.absolute() else lock_dir
 
 
 def _refresh_command(lock_dir: Path) -> str:
