@@ -218,3 +218,16 @@ def test_a_build_with_an_rxconfig_that_sets_a_runtime_setting_stops_in_one_line(
     assert output.splitlines()[-1].startswith("[ERROR] rxconfig.py: app_config(db_url=...)")
     assert "Traceback" not in output
     assert not (tmp_path / "export").exists()
+
+
+def test_the_console_script_runs_the_contracts_entrypoint_module() -> None:
+    # The module moved with the runtime: the contract names it (Nix reads it there), and the
+    # console script every doc and compose file uses must run the same one.
+    import tomllib
+
+    from working.runtime.contract import contract
+
+    entrypoint = contract()["entrypoint"]
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {entrypoint["console_script"]: f"{entrypoint['module']}:main"}
+    assert (REPO / Path(*entrypoint["module"].split("."))).with_suffix(".py").is_file()
