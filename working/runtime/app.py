@@ -52,14 +52,17 @@ def load() -> rx.App:
     return app
 
 
-def shadowed_pages(app: rx.App) -> list[str]:
-    """One line for each page of the app at a path the runtime answers itself (/health,
-    /livez): such a page is never shown."""
+def reserved_paths() -> frozenset[str]:
+    """The paths the runtime answers itself, whatever pages the app has: /health and /livez."""
     http = contract()["http"]
-    runtime = {http["health_path"], http["liveness_path"]}
+    return frozenset({http["health_path"], http["liveness_path"]})
+
+
+def shadowed_pages(app: rx.App) -> list[str]:
+    """One line for each page of the app at a reserved path: such a page is never shown."""
     pages = {"/" + route.strip("/") for route in app._unevaluated_pages}
     return [
         f"the app's page at {route} is shadowed: {route} is the runtime's own endpoint; "
         "move the page to another route"
-        for route in sorted(pages & runtime)
+        for route in sorted(pages & reserved_paths())
     ]

@@ -60,7 +60,7 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
 
     http = contract()["http"]
     secure = security_headers.headers(settings.frontend_dir)
-    static = FrontendFiles(settings.frontend_dir, secure)
+    static = FrontendFiles(settings.frontend_dir, secure, reserved=app_seam.reserved_paths())
 
     def attach(api):  # type: ignore[no-untyped-def]
         # Reflex's own /_health answered 500 and a traceback on every request: /health is ours.
@@ -96,8 +96,7 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     limits.guard_events(app)
     backend: ASGIApp = limits.ConnectionLimit(asgi, settings.max_connections_per_client)
     backend = security_headers.SecurityHeaders(backend, secure)
-    own = {http["health_path"], http["liveness_path"]}
-    access = AccessLog(_files_first(static, backend, own), settings.log_format)
+    access = AccessLog(_files_first(static, backend), settings.log_format)
     atexit.register(access.flush)
     # Everything built so far (the component tree, the compiled app: most of the heap) lives
     # as long as the process. Frozen, the collector stops walking it on every full collection,
@@ -116,17 +115,12 @@ def _transformers(declared: Any) -> list[Any]:
     return [t for t in listed if not getattr(t, "working_runtime", False)]
 
 
-def _files_first(static: FrontendFiles, backend: ASGIApp, own: set[str]) -> ASGIApp:
+def _files_first(static: FrontendFiles, backend: ASGIApp) -> ASGIApp:
     """Files of the export skip the backend's middleware and router: most requests are these,
-    and none of them needs CORS headers or Reflex's request context. The runtime's own paths
-    (`own`: /health, /livez) are never files, even when the app put a page there."""
+    and none of them needs CORS headers or Reflex's request context."""
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"].rstrip("/") not in own
-            and static.match(scope["path"])
-        ):
+        if scope["type"] == "http" and static.match(scope["path"]):
             await static(scope, receive, send)
         else:
             await backend(scope, receive, send)

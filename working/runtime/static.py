@@ -42,11 +42,19 @@ class _File:
 class FrontendFiles:
     """An ASGI app serving the export: pages by route (/notes -> notes.html), 404.html last."""
 
-    def __init__(self, directory: Path, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        reserved: frozenset[str] = frozenset(),
+    ) -> None:
         if not is_export(directory):
             raise FileNotFoundError(f"{directory} is not a frontend export")
         # Sent with every file (the security headers): joined once here, not per request.
         self._extra = headers or []
+        # Paths the server answers itself (/health, /livez): never a file, even where the
+        # app's export has a page at one of them.
+        self._reserved = reserved | {path + "/" for path in reserved}
         self._files: dict[str, _File] = {}
         for path in sorted(directory.rglob("*")):
             if path.is_file() and path.suffix not in (".br", ".gz"):
@@ -78,7 +86,8 @@ class FrontendFiles:
             headers.extend(self._extra)
             entry.variants[encoding] = _Variant(body, headers, etag)
         for route in _routes(relative):
-            self._files.setdefault(route, entry)
+            if route not in self._reserved:
+                self._files.setdefault(route, entry)
 
     def match(self, path: str) -> bool:
         return path in self._files
