@@ -51,18 +51,18 @@ def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> No
     the network); with it, nothing touches the network.
     """
     out = out.absolute()
-    given, lock_dir = _as_given(lock_dir), _check_lock_dir(lock_dir)
+    lock_dir, lock_env = _lock(lock_dir)
     require_node_and_npm()
     if node_modules is None:
         node_modules = provision(lock_dir, _cache_dir() / _lock_digest(lock_dir))
     verify_node_modules(node_modules.absolute(), lock_dir)
     with tempfile.TemporaryDirectory(prefix="working-frontend-") as tmp:
         web = Path(tmp) / ".web"
-        env = _reflex_environment(web) | {
-            "WORKING_FRONTEND_LOCK": str(lock_dir),
-            "WORKING_FRONTEND_LOCK_GIVEN": str(given),
-            "WORKING_FRONTEND_NODE_MODULES": str(node_modules.absolute()),
-        }
+        env = (
+            _reflex_environment(web)
+            | lock_env
+            | {"WORKING_FRONTEND_NODE_MODULES": str(node_modules.absolute())}
+        )
         # A child process: compiling imports the whole component library, which a serving
         # process should not carry, and Reflex reads its settings from the environment.
         _run_child("build", env=env, cwd=tmp)
@@ -71,14 +71,10 @@ def build(out: Path, node_modules: Path | None, lock_dir: Path = LOCK_DIR) -> No
 
 def check_lock(lock_dir: Path = LOCK_DIR) -> None:
     """Compile the app (no network) and check the lock holds what it asks for (npm ls)."""
-    given, lock_dir = _as_given(lock_dir), _check_lock_dir(lock_dir)
+    _, lock_env = _lock(lock_dir)
     require_node_and_npm()
     with tempfile.TemporaryDirectory(prefix="working-frontend-") as tmp:
-        env = _reflex_environment(Path(tmp) / ".web") | {
-            "WORKING_FRONTEND_LOCK": str(lock_dir),
-            "WORKING_FRONTEND_LOCK_GIVEN": str(given),
-        }
-        _run_child("check", env=env, cwd=tmp)
+        _run_child("check", env=_reflex_environment(Path(tmp) / ".web") | lock_env, cwd=tmp)
 
 
 def provision(lock_dir: Path, target: Path, npm_cache: Path | None = None) -> Path:
@@ -192,8 +188,11 @@ def _child_compile(node_modules: Path | None) -> Path:
         for plugin in getattr(config, "plugins", ()):
             plugin_packages.update(plugin.get_frontend_development_dependencies())
             plugin_packages.update(plugin.get_frontend_dependencies())
-        given = Path(os.environ["WORKING_FRONTEND_LOCK_GIVEN"])
-        _check_in_lock(wanted | set(packages) | plugin_packages, web / "package.json", given)
+        _check_in_lock(
+            wanted | set(packages) | plugin_packages,
+            web / "package.json",
+            os.environ["WORKING_FRONTEND_REFRESH"],
+        )
 
     js_runtimes.install_frontend_packages = install_from_lock
     module = prerequisites.get_compiled_app(prerender_routes=True)
@@ -226,7 +225,7 @@ def _base_packages(package_json: Path) -> set[str]:
     return {f"{name}@{spec}" for name, spec in deps.items()}
 
 
-def _check_in_lock(specs: Iterable[str], package_json: Path, lock_dir: Path = LOCK_DIR) -> None:
+def _check_in_lock(specs: Iterable[str], package_json: Path, refresh: str) -> None:
     """Each `name@range` Reflex asks for is a direct dependency, locked at a version in range.
 
     The ranges are npm's to judge: `npm ls --package-lock-only` reads the lock as the installed
@@ -250,18 +249,8 @@ def _check_in_lock(specs: Iterable[str], package_json: Path, lock_dir: Path = LO
     if missing:
         raise FrontendError(
             f"the app needs frontend packages the committed lock lacks ({', '.join(missing)}); "
-            f'run "{_refresh_command(lock_dir)}" (needs the npm registry) and commit {lock_dir}/'
+            f"{refresh}"
         )
-
-
-def _as_given(lock_dir: Path) -> Path:
-    """The default lock's directory as its default relative name, another as the user gave it."""
-    return LOCK_DIR if lock_dir.absolute() == LOCK_DIR.absolute() else lock_dir
-
-
-def _refresh_command(lock_dir: Path) -> str:
-    """The command that refreshes this lock, as the user named it (--lock or the default)."""
-    return REFRESH_COMMAND if lock_dir == LOCK_DIR else f"{REFRESH_COMMAND} --lock {lock_dir}"
 
 
 def _direct_dependencies(package_json: Path) -> dict[str, str]:
@@ -418,6 +407,18 @@ def _reflex_environment(web: Path) -> dict[str, str]:
         "npm_config_update_notifier": "false",
         "npm_config_fund": "false",
         "npm_config_audit": "false",
+    }
+
+
+def _lock(given: Path) -> tuple[Path, dict[str, str]]:
+    """The lock's directory, checked, and what the compiling child needs of it: where it is,
+    and how to refresh it, named as the user named it (`--lock DIR`, or the default)."""
+    lock_dir = _check_lock_dir(given)
+    shown = LOCK_DIR if lock_dir == LOCK_DIR.absolute() else given
+    command = REFRESH_COMMAND if shown == LOCK_DIR else f"{REFRESH_COMMAND} --lock {shown}"
+    return lock_dir, {
+        "WORKING_FRONTEND_LOCK": str(lock_dir),
+        "WORKING_FRONTEND_REFRESH": f'run "{command}" (needs the npm registry) and commit {shown}/',
     }
 
 
