@@ -443,13 +443,14 @@ def test_browser_keeps_state_when_its_replica_dies(
         ws.on("framereceived", lambda p: frames.append(p if isinstance(p, str) else repr(p)))
 
     page.on("websocket", watch)
-    sign_up(page, url, user, "a good password")
-    # The log-in ends in a page load (session_cookie.ticket_script), so the tab may have opened
-    # a socket on two replicas by now: count from here, and reload (the cookie keeps it logged
-    # in) so that exactly one replica accepts the tab's socket after `before`.
+    # The tab's replica is the one that accepts a WebSocket while only this tab signs up: the
+    # log masks the tab's token. Sign-up ends in client-side navigation on that same socket.
+    # Not a reload to start clean: the page being unloaded may open one more short-lived
+    # socket (seen in the replicas' logs, on any replica) before the new page opens its own.
     before = _sockets(cluster)
-    page.reload()
-    page.locator("#current-user").filter(has_text=user).wait_for()
+    sign_up(page, url, user, "a good password")
+    # The browser saw the socket answer; the replica's log line may still be in the pipe.
+    wait_until(lambda: sum(_sockets(cluster, since=before)) > 0, 5, "the tab's WebSocket logged")
     add_note(page, "before one")
     add_note(page, "before two")
     # A draft lives only in the Reflex state (in Redis), not in the database.
