@@ -378,6 +378,22 @@ MUTATIONS = [
         ],
         fast=False,
     ),
+    # -- sessions shared between replicas ------------------------------------------------------
+    _m(
+        "socket-record-kept",
+        "a tab keeps its token and state across reloads, whichever replica each socket reaches",
+        "working/runtime/failover.py",
+        [
+            (
+                "            await self._delete_if_ours(\n"
+                "                keys=[self._get_redis_key(token)], args=[pickle.dumps(record)]\n"
+                "            )\n",
+                "            pass\n",
+            )
+        ],
+        ["tests/test_scale.py::test_browser_keeps_its_state_across_reloads"],
+        fast=False,
+    ),
     # -- the runtime apart from the app (issue 15) --------------------------------------------
     _m(
         "app-page-shadows-health",

@@ -551,3 +551,27 @@ def test_health_follows_redis_down_and_back_without_restart(
         return [n["body"] for n in client.var(NOTES, "notes")]
 
     assert run_async(sign_up_and_add()) == ["redis is back"]
+
+
+@pytest.mark.browser
+def test_browser_keeps_its_state_across_reloads(
+    cluster: Cluster, balancer: Balancer, browser
+) -> None:  # type: ignore[no-untyped-def]
+    """Round robin sends each reload's socket to any replica, while the old page's socket may
+    still be open elsewhere (and an unloading page may open one more): the tab must keep its
+    token, and so its state, rather than be taken for a duplicated tab and handed a new one."""
+    user = f"reload{os.getpid() % 10000}"
+    context = browser.new_context()
+    page = context.new_page()
+    sign_up(page, balancer.url, user, "a good password")
+    token = page.evaluate("window.sessionStorage.getItem('token')")
+    for n in range(10):
+        draft = "draft " + "x" * n  # its length on the page says the server has it
+        page.locator("#note-body").fill(draft)
+        page.locator("#note-length").filter(has_text=f"{len(draft)} / ").wait_for()
+        page.reload()
+        page.locator("#current-user").filter(has_text=user).wait_for()
+        page.locator("#note-length").filter(has_text=f"{len(draft)} / ").wait_for(timeout=5000)
+        assert page.locator("#note-body").input_value() == draft, n
+        assert page.evaluate("window.sessionStorage.getItem('token')") == token, n
+    context.close()
