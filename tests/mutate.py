@@ -418,6 +418,13 @@ MUTATIONS = [
         ["tests/test_layout.py::test_rxconfig_may_not_set_what_the_runtime_owns"],
     ),
     _m(
+        "rxconfig-read-after-the-wait",
+        "a bad rxconfig.py is one line and exit 2 before the database wait, not after it",
+        "working/runtime/entrypoint.py",
+        [("    reflex_config.load()\n    build_needed", "    build_needed")],
+        ["tests/test_layout.py::test_a_bad_rxconfig_is_one_line_and_exit_2_before_anything_waits"],
+    ),
+    _m(
         "empty-migration-written",
         "new-migration writes nothing when the models and the app's history agree",
         "working/runtime/migrations.py",

@@ -11,6 +11,7 @@ import ast
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,47 @@ def test_rxconfig_may_not_set_what_the_runtime_owns() -> None:
     assert declared.show_built_with_reflex is False
 
 
+_BAD_RXCONFIGS = {
+    # A key the runtime owns, with a password in it: refused by name, the secret never shown.
+    "owned": (
+        'config = app_config(db_url="postgresql://u:s3cret@db.example/app")\n',
+        "[ERROR] rxconfig.py: app_config(db_url=...) is the runtime's to set; "
+        "expected no db_url there (set DATABASE_URL)",
+    ),
+    # Code that does not run: where, what, and how to see the whole traceback.
+    "raises": (
+        "config = app_config(plugins=[rx.plugins.NoSuchPlugin()])\n",
+        "[ERROR] rxconfig.py line 4 raised AttributeError: ",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_RXCONFIGS))
+def test_a_bad_rxconfig_is_one_line_and_exit_2_before_anything_waits(
+    tmp_path: Path, case: str
+) -> None:
+    source, expected = _BAD_RXCONFIGS[case]
+    root = _app_copy(tmp_path)
+    (root / "rxconfig.py").write_text(
+        "import reflex as rx\n\nfrom working.runtime.reflex_config import app_config\n" + source
+    )
+    # A database that never answers, waited for up to a minute: the error must come first.
+    unreachable = "postgresql://app:dbpass@127.0.0.1:9/app"
+    for command in ("serve", "check-config"):
+        started = time.monotonic()
+        out = _working(root, command, DATABASE_URL=unreachable, DB_WAIT_TIMEOUT="60")
+        output = out.stdout + out.stderr
+        assert out.returncode == 2, output
+        assert time.monotonic() - started < 30, output
+        errors = [line for line in output.splitlines() if line.startswith("[ERROR]")]
+        assert len(errors) == 1, output
+        assert errors[0].startswith(expected), output
+        assert "Traceback" not in output
+        assert "not reachable" not in output
+        assert "s3cret" not in output
+        assert "dbpass" not in output
+
+
 # --- the app's migrations: written by new-migration, applied by the runtime ------------------
 
 _GREETINGS_MODEL = """
@@ -140,10 +182,10 @@ def _app_copy(root: Path) -> Path:
     return root
 
 
-def _working(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _working(root: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
     from services import base_env
 
-    env = base_env(PYTHONPATH=str(root), DATA_DIR=str(root / "data"))
+    env = base_env(PYTHONPATH=str(root), DATA_DIR=str(root / "data"), **env_vars)
     return subprocess.run(
         [sys.executable, "-m", "working.runtime.entrypoint", *args],
         env=env,

@@ -43,7 +43,11 @@ def serve(args: argparse.Namespace) -> int:
         settings.masked()["REDIS_URL"] or "none",
         settings.web_concurrency,
     )
-    # Before the database wait: a machine that cannot build the frontend says so at once.
+    # Before the database wait: what the app declares, and whether this machine can build the
+    # frontend, are known at once.
+    from . import reflex_config
+
+    reflex_config.load()
     build_needed = _frontend_build_needed(settings)
     _prepare_database(settings, migrate=settings.run_migrations)
     if settings.redis_url:
@@ -79,6 +83,9 @@ def migrate(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     settings = _settings()
+    from . import reflex_config
+
+    reflex_config.load()
     for name, value in settings.masked().items():
         print(f"{name}={value}")
     return exit_code("ok")
@@ -168,7 +175,10 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "serve": (serve, "validate settings, wait for the database, migrate, serve on one port"),
     "healthcheck": (healthcheck, "exit 0 if this process can serve (/livez 200 in time), else 1"),
     "migrate": (migrate, "wait for the database, apply migrations and exit"),
-    "check-config": (check_config, "validate the environment and print the settings, masked"),
+    "check-config": (
+        check_config,
+        "validate the environment and rxconfig.py, print the settings, masked",
+    ),
     "build-frontend": (build_frontend, "compile the Reflex app and write its static export"),
     "lock-frontend": (lock_frontend, "refresh the committed npm lock from the registry"),
     "new-migration": (

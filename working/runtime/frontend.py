@@ -214,7 +214,7 @@ def _initialize_web_directory() -> Path:
 
     from . import reflex_config
 
-    reflex_config.pin()
+    reflex_config.load()
     initialize_web_directory()
     return prerequisites.get_web_dir()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.util
 import sys
+import traceback
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
@@ -79,6 +80,36 @@ def app_config(**declared: Any) -> rx.Config:
         ),
         cors_allowed_origins=list(settings.allowed_origins),
     )
+
+
+def load() -> rx.Config:
+    """The app's Reflex config, read before anything waits or builds: an rxconfig.py that sets
+    what the runtime owns, or that does not run at all, is one line and exit 2 at once, not a
+    traceback after the database wait."""
+    from reflex_base.config import get_config
+
+    pin()
+    try:
+        return get_config()
+    except WorkingError:
+        raise
+    except Exception as exc:
+        detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+        raise ConfigError(
+            f"rxconfig.py{_line(exc)}",
+            f"raised {type(exc).__name__}: {detail}",
+            "a module that runs on its own (`uv run python rxconfig.py` shows the traceback)",
+        ) from None
+
+
+def _line(exc: Exception) -> str:
+    """Where in rxconfig.py it failed: the innermost frame of that file, or the syntax error."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f" line {exc.lineno}"
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).name == "rxconfig.py"
+    ]
+    return f" line {frames[-1].lineno}" if frames else ""
 
 
 class _PinnedFinder(importlib.abc.MetaPathFinder):

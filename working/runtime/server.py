@@ -53,7 +53,7 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
 
     # The frontend is prebuilt: Reflex must not compile or write anything at start.
     environment.REFLEX_SKIP_COMPILE.set(True)
-    reflex_config.pin()
+    reflex_config.load()
     app = app_seam.load()
     for line in app_seam.shadowed_pages(app):
         log.warning("%s", line)
