@@ -327,6 +327,13 @@ def test_environment_names_are_in_the_contract(raw_app, contract):
     assert referenced <= known | DEPLOY_ONLY_VARS, referenced - known - DEPLOY_ONLY_VARS
 
 
+def test_every_deploy_setting_of_the_contract_is_in_the_file(raw_app, contract):
+    """Coolify offers only the variables named under `environment:`: a setting missing there
+    cannot be tuned in its UI (contract `compose = false`: set by the image, or not a setting)."""
+    settings = {name for name, spec in contract["env"].items() if spec.get("compose", True)}
+    assert settings - set(raw_app["environment"]) == set()
+
+
 def test_defaults_are_the_contract_defaults(raw_app, contract):
     """`NAME: ${NAME:-default}` must default to what the app itself would use."""
     for name, value in raw_app["environment"].items():
