@@ -203,6 +203,20 @@ def test_attempts_are_limited_per_client_and_overall() -> None:
         guard.check_rate("10.0.0.4")
 
 
+def test_a_client_refused_for_everyone_keeps_its_own_allowance() -> None:
+    guard = LoginGuard(workers=1, queue=0, rate=2, rate_total=120)  # overall: one every 0.5 s
+    for n in range(120):  # a flood from many addresses uses up the overall rate
+        guard.check_rate(f"10.1.0.{n}")
+    for _ in range(3):
+        with pytest.raises(Refused) as refused:
+            guard.check_rate("10.0.0.1")
+        assert refused.value.retry_after <= 0.5  # the overall rate's wait, not its own 30 s
+    time.sleep(1.05)
+    # Its own two a minute were not spent on those refusals: both are there once there is room.
+    guard.check_rate("10.0.0.1")
+    guard.check_rate("10.0.0.1")
+
+
 def test_the_hashing_pool_refuses_at_once_when_full() -> None:
     guard = LoginGuard(workers=1, queue=1, rate=1000, rate_total=1000)
     release = threading.Event()

@@ -54,14 +54,11 @@ class _Bucket:
         self.tokens = capacity
         self.stamp = now
 
-    def take(self, capacity: float, per_second: float, now: float) -> float:
-        """0 if a token was taken, else the seconds until one is available."""
+    def wait(self, capacity: float, per_second: float, now: float) -> float:
+        """0 if a token is there to take, else the seconds until one is."""
         self.tokens = min(capacity, self.tokens + (now - self.stamp) * per_second)
         self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / per_second
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / per_second
 
 
 class LoginGuard:
@@ -95,10 +92,16 @@ class LoginGuard:
                 self._clients.popitem(last=False)
         else:
             self._clients.move_to_end(client)
-        if wait := bucket.take(self._rate, self._rate / 60, now):
+        # Taken from both or from neither: while everyone together is over the rate, one
+        # client's refused attempts must not use up its own allowance for afterwards.
+        wait = max(
+            bucket.wait(self._rate, self._rate / 60, now),
+            self._total.wait(self._rate_total, self._rate_total / 60, now),
+        )
+        if wait:
             raise Refused(wait)
-        if wait := self._total.take(self._rate_total, self._rate_total / 60, now):
-            raise Refused(wait)
+        bucket.tokens -= 1
+        self._total.tokens -= 1
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Callable[..., asyncio.Future[_T]]]:
