@@ -302,7 +302,9 @@ def test_router_data_over_the_limit_is_dropped(server: Server) -> None:
 
     updates = asyncio.run(scenario())
     assert delta_for(updates, status)["status"].startswith("healthy")
-    wait_until(lambda: "router data not an object" in server.output, 5, "the dropped event")
+    # Named by the address an operator can act on.
+    dropped = "[WARN] dropped an event from 127.0.0.1: router data not an object"
+    wait_until(lambda: dropped in server.output, 5, "the dropped event")
 
 
 def test_websocket_connections_per_client_are_limited(server: Server) -> None:

@@ -172,10 +172,17 @@ def guard_events(app: Any) -> None:
     namespace = app.event_namespace
     on_event = namespace.on_event
 
+    def client(sid: str) -> str:
+        # The address an operator can act on (the client's own behind a trusted proxy); the
+        # Socket.IO session id would name nothing outside this process.
+        environ = app.sio.get_environ(sid, namespace.namespace) or {}
+        peer = environ.get("asgi.scope", {}).get("client")
+        return str(peer[0]) if peer else "-"
+
     async def on_bounded_event(sid: str, data: Any) -> None:
         if not isinstance(data, dict):
             # The bundle sends objects only; Reflex would raise, and log a traceback each time.
-            log.warning("dropped an event from session %s: not an object", sid)
+            log.warning("dropped an event from %s: not an object", client(sid))
             return
         router_data = data.get("router_data")
         if router_data is not None and (
@@ -183,8 +190,8 @@ def guard_events(app: Any) -> None:
             or len(json.dumps(router_data, default=str)) > MAX_ROUTER_DATA_BYTES
         ):
             log.warning(
-                "dropped an event from session %s: router data not an object of at most %d bytes",
-                sid,
+                "dropped an event from %s: router data not an object of at most %d bytes",
+                client(sid),
                 MAX_ROUTER_DATA_BYTES,
             )
             return
