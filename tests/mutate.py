@@ -378,7 +378,15 @@ MUTATIONS = [
         ],
         fast=False,
     ),
-    # -- sessions shared between replicas ------------------------------------------------------
+    # -- tabs' state: kept while the tab is open, dropped after (memory), shared (Redis) -------
+    _m(
+        "open-tab-state-dropped",
+        "without Redis, an open tab's state is kept however long it idles; a closed tab's goes",
+        "working/runtime/statestore.py",
+        [("            if token.ident in namespace.token_to_sid:\n", "            if False:\n")],
+        ["tests/test_limits.py::test_a_closed_tabs_state_expires_and_an_open_tabs_stays"],
+        fast=False,
+    ),
     _m(
         "socket-record-kept",
         "a tab keeps its token and state across reloads, whichever replica each socket reaches",

@@ -57,17 +57,25 @@ def expire_idle_states(app: Any, ttl: float) -> None:
 
     @dataclasses.dataclass
     class _ExpiringMemory(StateManagerMemory):
+        # The earliest deadline given to an open tab during the current purge pass.
+        _renewed: float | None = dataclasses.field(default=None, init=False)
+
+        def _purge_token(self, token: Any) -> None:
+            # Reflex calls this once it has found the state past its deadline: the decision is
+            # made here, at that moment, so a tab whose WebSocket is open is never dropped.
+            if token.ident in namespace.token_to_sid:
+                deadline = time.time() + self.token_expiration
+                self._token_expires_at[token.cache_key] = (deadline, token)
+                self._renewed = min(deadline, self._renewed or deadline)
+                return
+            super()._purge_token(token)
+            _trim.soon()
+
         def _purge_expired_tokens(self) -> float | None:
-            now = time.time()
-            connected = namespace.token_to_sid
-            for key, (expires_at, token) in list(self._token_expires_at.items()):
-                if expires_at <= now and token.ident in connected:
-                    self._token_expires_at[key] = (now + self.token_expiration, token)
-            before = len(self.states)
-            next_deadline = super()._purge_expired_tokens()
-            if len(self.states) < before:
-                _trim.soon()
-            return next_deadline
+            self._renewed = None
+            deadline = super()._purge_expired_tokens()
+            # Reflex's next deadline leaves out the ones renewed during its pass.
+            return min((d for d in (deadline, self._renewed) if d is not None), default=None)
 
     # Reflex 0.9.2's StateManager declares get_state/set_state/modify_state as overloads over an
     # abstract method; StateManagerMemory overrides the implementation only, which mypy reports
