@@ -129,6 +129,16 @@ MUTATIONS = [
         ],
         ["tests/test_entrypoint.py::test_concurrent_migrations_do_not_race"],
     ),
+    _m(
+        "sqlite-migration-lock-removed",
+        "replicas sharing a SQLite file take turns at its lock file at the first migration",
+        "working/runtime/migrations.py",
+        [("            fcntl.flock(lock, fcntl.LOCK_EX)\n", "")],
+        [
+            "tests/test_entrypoint.py::"
+            "test_replicas_sharing_a_sqlite_file_take_turns_at_the_first_migration"
+        ],
+    ),
     # -- shutdown ------------------------------------------------------------------------------
     _m(
         "sigterm-does-not-drain",

@@ -325,6 +325,43 @@ class MigrationGate:
             self._conn.close()  # the session's advisory lock goes with it
 
 
+class SqliteMigrationGate:
+    """MigrationGate for replicas sharing one SQLite file: holds the lock file beside it, and
+    counts the processes blocked on it in /proc/locks (Linux lists each waiter with `->`)."""
+
+    def __init__(self, database: Path) -> None:
+        import fcntl
+
+        from working.runtime.migrations import sqlite_lock_path
+
+        self._file = sqlite_lock_path(str(database)).open("a")
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+        self._inode = os.fstat(self._file.fileno()).st_ino
+
+    def _waiting(self) -> int:
+        # "1: -> FLOCK  ADVISORY  WRITE 4242 00:2f:1234 0 EOF": the third field after the
+        # type is MAJOR:MINOR:INODE.
+        count = 0
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if "->" in fields and fields[fields.index("->") + 1] == "FLOCK":
+                device = fields[fields.index("->") + 5]
+                count += int(device.rsplit(":", 1)[1]) == self._inode
+        return count
+
+    def release_when_waiting(
+        self, count: int, running: Callable[[], bool], timeout: float = 60
+    ) -> None:
+        def all_waiting() -> bool:
+            assert running(), "a migration ended (or failed) without waiting at the lock"
+            return self._waiting() == count
+
+        try:
+            wait_until(all_waiting, timeout, f"{count} migrations waiting at the SQLite lock file")
+        finally:
+            self._file.close()  # closing releases the flock
+
+
 def sign_up(page, url: str, username: str, password: str) -> None:  # type: ignore[no-untyped-def]
     """In a Playwright page: sign up at `url` and wait until /notes shows the user logged in."""
     page.goto(f"{url}/signup")

@@ -16,11 +16,13 @@ from services import (
     MigrationGate,
     Postgres,
     Server,
+    SqliteMigrationGate,
     assert_no_password,
     base_env,
     free_port,
 )
 from working.runtime.contract import contract
+from working.runtime.settings import SQLITE_FILE
 
 EXIT = contract()["exit_codes"]
 
@@ -199,6 +201,32 @@ def test_concurrent_migrations_do_not_race(pg_url: str) -> None:
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     applied = [o for o in outputs if "migrations: applied empty -> 0002" in o]
     assert len(applied) == 1, outputs
+    assert sum("migrations: database already at 0002" in o for o in outputs) == 2, outputs
+
+
+def test_replicas_sharing_a_sqlite_file_take_turns_at_the_first_migration(tmp_path: Path) -> None:
+    # Replicas on one volume without DATABASE_URL: deterministic as above, at the lock file.
+    data = tmp_path / "data"
+    data.mkdir()
+    gate = SqliteMigrationGate(data / SQLITE_FILE)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "working.runtime.entrypoint", "migrate"],
+            env=base_env(DATA_DIR=str(data)),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        gate.release_when_waiting(3, lambda: all(p.poll() is None for p in procs))
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    outputs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert sum("migrations: applied empty -> 0002" in o for o in outputs) == 1, outputs
     assert sum("migrations: database already at 0002" in o for o in outputs) == 2, outputs
 
 

@@ -7,6 +7,7 @@ only calls `run_env` with the app's metadata. This module is the runner, the sam
 from __future__ import annotations
 
 import ast
+import fcntl
 import logging
 import re
 import tempfile
@@ -61,7 +62,8 @@ def ships_migrations() -> bool:
 
 
 def apply(eng: Engine) -> None:
-    """Bring the schema to the newest revision. Idempotent; replicas take turns on PostgreSQL."""
+    """Bring the schema to the newest revision. Idempotent; replicas take turns (PostgreSQL's
+    advisory lock, or a lock file beside a SQLite database they share)."""
     if not ships_migrations():
         log.info("migrations: the app ships none (no working/migrations/env.py)")
         return
@@ -93,8 +95,20 @@ def apply(eng: Engine) -> None:
         log.info("migrations: applied %s -> %s", before or "empty", after)
 
 
+def sqlite_lock_path(database: str) -> Path:
+    """The lock file beside a SQLite database that replicas sharing it migrate under."""
+    return Path(database + ".migration-lock")
+
+
 @contextmanager
 def _migration_lock(conn) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    database = conn.engine.url.database
+    if conn.dialect.name == "sqlite" and database and database != ":memory:":
+        # Replicas on one volume share the file: the first migrates, the others wait here.
+        with sqlite_lock_path(database).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield  # closing the file releases the lock, also if this process dies
+        return
     if conn.dialect.name != "postgresql":
         yield
         return

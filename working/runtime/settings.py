@@ -242,9 +242,13 @@ def _port(env: _Reader) -> int:
     return port
 
 
+# Without DATABASE_URL: this file in DATA_DIR.
+SQLITE_FILE = "working.db"
+
+
 def _database_url(value: str | None, data_dir: Path) -> str:
     if value is None:
-        return f"sqlite:///{data_dir / 'working.db'}"
+        return f"sqlite:///{data_dir / SQLITE_FILE}"
     form = "postgresql://USER:PASSWORD@HOST:5432/DBNAME or sqlite:///PATH"
     parts = _parse_url("DATABASE_URL", value, form, {"sqlite", *_POSTGRES_SCHEMES})
     if parts.scheme.lower() == "sqlite":
