@@ -180,39 +180,25 @@ def test_migrate_applies_once_and_is_idempotent(pg_url: str) -> None:
 
 @pytest.mark.postgres
 def test_concurrent_migrations_do_not_race(pg_url: str) -> None:
-    # Deterministic: all three wait at the lock the test holds, then go (see MigrationGate).
-    gate = MigrationGate(pg_url)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "working.runtime.entrypoint", "migrate"],
-            env=base_env(DATABASE_URL=pg_url),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
-    try:
-        gate.release_when_waiting(3, lambda: all(p.poll() is None for p in procs))
-    except BaseException:
-        for p in procs:
-            p.kill()
-        raise
-    outputs = [p.communicate(timeout=60)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], outputs
-    applied = [o for o in outputs if "migrations: applied empty -> 0002" in o]
-    assert len(applied) == 1, outputs
-    assert sum("migrations: database already at 0002" in o for o in outputs) == 2, outputs
+    _three_migrations_take_turns(MigrationGate(pg_url), base_env(DATABASE_URL=pg_url))
 
 
 def test_replicas_sharing_a_sqlite_file_take_turns_at_the_first_migration(tmp_path: Path) -> None:
-    # Replicas on one volume without DATABASE_URL: deterministic as above, at the lock file.
+    # Replicas on one volume without DATABASE_URL: the lock file beside the database.
     data = tmp_path / "data"
     data.mkdir()
     gate = SqliteMigrationGate(data / SQLITE_FILE)
+    _three_migrations_take_turns(gate, base_env(DATA_DIR=str(data)))
+
+
+def _three_migrations_take_turns(
+    gate: MigrationGate | SqliteMigrationGate, env: dict[str, str]
+) -> None:
+    """Deterministic: all three wait at the lock the test holds, then go; one applies."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "working.runtime.entrypoint", "migrate"],
-            env=base_env(DATA_DIR=str(data)),
+            env=env,
             stdout=subprocess.PIPE,
             text=True,
         )
