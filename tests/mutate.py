@@ -440,7 +440,9 @@ MUTATIONS = [
         "a bad rxconfig.py is one line and exit 2 before the database wait, not after it",
         "working/runtime/entrypoint.py",
         [("    reflex_config.load()\n    build_needed", "    build_needed")],
-        ["tests/test_layout.py::test_a_bad_rxconfig_is_one_line_and_exit_2_before_anything_waits"],
+        [
+            "tests/test_layout.py::test_a_bad_rxconfig_is_one_line_and_exit_2_before_anything_waits_or_builds"
+        ],
     ),
     _m(
         "empty-migration-written",

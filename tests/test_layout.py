@@ -138,7 +138,7 @@ _BAD_RXCONFIGS = {
 
 
 @pytest.mark.parametrize("case", sorted(_BAD_RXCONFIGS))
-def test_a_bad_rxconfig_is_one_line_and_exit_2_before_anything_waits(
+def test_a_bad_rxconfig_is_one_line_and_exit_2_before_anything_waits_or_builds(
     tmp_path: Path, case: str
 ) -> None:
     source, expected = _BAD_RXCONFIGS[case]
@@ -148,9 +148,10 @@ def test_a_bad_rxconfig_is_one_line_and_exit_2_before_anything_waits(
     )
     # A database that never answers, waited for up to a minute: the error must come first.
     unreachable = "postgresql://app:dbpass@127.0.0.1:9/app"
-    for command in ("serve", "check-config"):
+    build = ("build-frontend", "--out", str(tmp_path / "export"))
+    for command in (("serve",), ("check-config",), build):
         started = time.monotonic()
-        out = _working(root, command, DATABASE_URL=unreachable, DB_WAIT_TIMEOUT="60")
+        out = _working(root, *command, DATABASE_URL=unreachable, DB_WAIT_TIMEOUT="60")
         output = out.stdout + out.stderr
         assert out.returncode == 2, output
         assert time.monotonic() - started < 30, output

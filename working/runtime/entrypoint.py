@@ -115,8 +115,9 @@ def healthcheck(args: argparse.Namespace) -> int:
 
 
 def build_frontend(args: argparse.Namespace) -> int:
-    from . import frontend
+    from . import frontend, reflex_config
 
+    reflex_config.load()  # before npm ci, which may take a minute and the network
     node_modules = Path(args.node_modules) if args.node_modules else None
     frontend.build(Path(args.out), node_modules=node_modules, lock_dir=Path(args.lock))
     return exit_code("ok")
