@@ -316,16 +316,22 @@ class MigrationGate:
 
         def all_waiting() -> bool:
             assert running(), "a migration ended (or failed) without waiting at the lock"
-            row = self._conn.execute(self._WAITING, (self._key,)).fetchone()
-            return row is not None and row[0] == count
+            return self._waiting() == count
 
         try:
-            wait_until(all_waiting, timeout, f"{count} migrations waiting at the advisory lock")
+            wait_until(all_waiting, timeout, f"{count} migrations waiting at the lock")
         finally:
-            self._conn.close()  # the session's advisory lock goes with it
+            self._release()
+
+    def _waiting(self) -> int:
+        row = self._conn.execute(self._WAITING, (self._key,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _release(self) -> None:
+        self._conn.close()  # the session's advisory lock goes with it
 
 
-class SqliteMigrationGate:
+class SqliteMigrationGate(MigrationGate):
     """MigrationGate for replicas sharing one SQLite file: holds the lock file beside it, and
     counts the processes blocked on it in /proc/locks (Linux lists each waiter with `->`)."""
 
@@ -349,17 +355,8 @@ class SqliteMigrationGate:
                 count += int(device.rsplit(":", 1)[1]) == self._inode
         return count
 
-    def release_when_waiting(
-        self, count: int, running: Callable[[], bool], timeout: float = 60
-    ) -> None:
-        def all_waiting() -> bool:
-            assert running(), "a migration ended (or failed) without waiting at the lock"
-            return self._waiting() == count
-
-        try:
-            wait_until(all_waiting, timeout, f"{count} migrations waiting at the SQLite lock file")
-        finally:
-            self._file.close()  # closing releases the flock
+    def _release(self) -> None:
+        self._file.close()  # closing releases the flock
 
 
 def sign_up(page, url: str, username: str, password: str) -> None:  # type: ignore[no-untyped-def]

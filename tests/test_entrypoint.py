@@ -191,9 +191,7 @@ def test_replicas_sharing_a_sqlite_file_take_turns_at_the_first_migration(tmp_pa
     _three_migrations_take_turns(gate, base_env(DATA_DIR=str(data)))
 
 
-def _three_migrations_take_turns(
-    gate: MigrationGate | SqliteMigrationGate, env: dict[str, str]
-) -> None:
+def _three_migrations_take_turns(gate: MigrationGate, env: dict[str, str]) -> None:
     """Deterministic: all three wait at the lock the test holds, then go; one applies."""
     procs = [
         subprocess.Popen(
