@@ -430,10 +430,21 @@ MUTATIONS = [
     ),
     _m(
         "rxconfig-overrides-the-runtime",
-        "the app's rxconfig cannot set what the runtime owns (ports, database, Redis, state)",
+        "rxconfig.py in either form cannot set what the runtime owns (ports, URLs, database)",
         "working/runtime/reflex_config.py",
-        [("    if taken:\n", "    if False:\n")],
-        ["tests/test_layout.py::test_rxconfig_may_not_set_what_the_runtime_owns"],
+        [("        setattr(config, name, value)\n", "")],
+        [
+            "tests/test_layout.py::test_rxconfig_in_either_form_gets_the_runtimes_fields_and_a_line_for_each_it_overrode"
+        ],
+    ),
+    _m(
+        "rxconfig-override-silent",
+        "each field of rxconfig.py that the runtime overrides is named in one [WARN] line",
+        "working/runtime/reflex_config.py",
+        [("            _warn_overridden(name, current)\n", "            pass\n")],
+        [
+            "tests/test_layout.py::test_rxconfig_in_either_form_gets_the_runtimes_fields_and_a_line_for_each_it_overrode"
+        ],
     ),
     _m(
         "rxconfig-read-after-the-wait",

@@ -107,32 +107,92 @@ def test_importing_the_whole_runtime_loads_no_app_module() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_rxconfig_may_not_set_what_the_runtime_owns() -> None:
-    from working.runtime.errors import ConfigError
-    from working.runtime.reflex_config import OWNED, app_config
+# What `reflex init` writes, and what an app deployed elsewhere typically adds: its own ports,
+# the host it was served on, its database. Both forms of rxconfig.py must get the same policy.
+_FOREIGN_FIELDS = (
+    "    frontend_port=3001,\n"
+    "    backend_port=8000,\n"
+    '    api_url="https://www.example.com",\n'
+    '    db_url="postgresql://u:s3cret@db.example/app",\n'
+    '    state_manager_mode="disk",\n'
+)
+_RXCONFIG_FORMS = {
+    "rx.Config": 'config = rx.Config(\n    app_name="working",\n' + _FOREIGN_FIELDS + ")\n",
+    "app_config": "config = app_config(\n" + _FOREIGN_FIELDS + ")\n",
+}
 
-    with pytest.raises(ConfigError, match=r"app_config\(db_url=\.\.\.\) is the runtime's") as err:
-        app_config(db_url="sqlite:///elsewhere.db")
-    assert "DATABASE_URL" in str(err.value)
-    assert {"frontend_port", "backend_port", "db_url", "redis_url", "state_manager_mode"} <= set(
-        OWNED
+
+@pytest.mark.parametrize("form", sorted(_RXCONFIG_FORMS))
+def test_rxconfig_in_either_form_gets_the_runtimes_fields_and_a_line_for_each_it_overrode(
+    tmp_path: Path, form: str
+) -> None:
+    root = _app_copy(tmp_path)
+    (root / "rxconfig.py").write_text(
+        "import reflex as rx\n\nfrom working.runtime.reflex_config import app_config\n\n"
+        + _RXCONFIG_FORMS[form]
     )
-    declared = app_config(show_built_with_reflex=False)
-    assert declared.app_name == "working"
-    assert declared.show_built_with_reflex is False
+    probe = (
+        "import json\n"
+        "from working.runtime import logs, reflex_config\n"
+        "from reflex_base.config import get_config\n"
+        "logs.configure()\n"
+        "reflex_config.load()\n"
+        "first = get_config()\n"
+        "again = get_config(reload=True)\n"  # Reflex re-imports rxconfig.py when an App is made
+        "print(json.dumps([{k: str(getattr(c, k)) for k in ('frontend_port', 'backend_port',"
+        " 'api_url', 'deploy_url', 'db_url', 'state_manager_mode')} for c in (first, again)]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=_env(root, PORT="3999"),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    import json
+
+    configs = json.loads(out.stdout.splitlines()[-1])
+    for seen in configs:
+        assert seen["frontend_port"] == seen["backend_port"] == "3999", seen
+        assert seen["api_url"] == seen["deploy_url"] == "http://localhost:3999", seen
+        assert seen["db_url"] == f"sqlite:///{root}/data/working.db", seen
+        assert seen["state_manager_mode"].lower().endswith("memory"), seen
+    output = out.stdout + out.stderr
+    warnings = [line for line in output.splitlines() if line.startswith("[WARN] rxconfig.py")]
+    # Once each, though the module ran twice; the password never shown.
+    assert sorted(w.split()[3].split("=")[0] for w in warnings) == sorted(
+        ["frontend_port", "backend_port", "api_url", "db_url", "state_manager_mode"]
+    ), out.stderr
+    assert any("api_url='https://www.example.com'; ignored" in w for w in warnings)
+    assert any("set DATABASE_URL" in w and "u:***@db.example" in w for w in warnings)
+    assert "s3cret" not in out.stdout + out.stderr
+
+
+def test_an_rxconfig_that_matches_the_runtime_says_nothing(tmp_path: Path) -> None:
+    root = _app_copy(tmp_path)
+    out = _working(root, "check-config", PORT="3000")
+    assert out.returncode == 0, out.stderr
+    assert "[WARN]" not in out.stdout + out.stderr
 
 
 _BAD_RXCONFIGS = {
-    # A key the runtime owns, with a password in it: refused by name, the secret never shown.
-    "owned": (
-        'config = app_config(db_url="postgresql://u:s3cret@db.example/app")\n',
-        "[ERROR] rxconfig.py: app_config(db_url=...) is the runtime's to set; "
-        "expected no db_url there (set DATABASE_URL)",
+    # Another package than the one the runtime serves: not something it can substitute.
+    "app_name": (
+        'config = rx.Config(app_name="myapp", db_url="postgresql://u:s3cret@db.example/app")\n',
+        "[ERROR] rxconfig.py: app_name='myapp' names another package than the one the runtime "
+        "serves (working/working.py); expected app_name='working' or no app_name",
     ),
     # Code that does not run: where, what, and how to see the whole traceback.
     "raises": (
         "config = app_config(plugins=[rx.plugins.NoSuchPlugin()])\n",
         "[ERROR] rxconfig.py line 4 raised AttributeError: ",
+    ),
+    "no config": (
+        "settings = app_config()\n",
+        "[ERROR] rxconfig.py defines no Reflex config (config is NoneType)",
     ),
 }
 
@@ -183,13 +243,16 @@ def _app_copy(root: Path) -> Path:
     return root
 
 
-def _working(root: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+def _env(root: Path, **env_vars: str) -> dict[str, str]:
     from services import base_env
 
-    env = base_env(PYTHONPATH=str(root), DATA_DIR=str(root / "data"), **env_vars)
+    return base_env(PYTHONPATH=str(root), DATA_DIR=str(root / "data"), **env_vars)
+
+
+def _working(root: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "working.runtime.entrypoint", *args],
-        env=env,
+        env=_env(root, **env_vars),
         cwd=root,
         capture_output=True,
         text=True,
@@ -244,23 +307,32 @@ def test_an_app_without_migrations_starts_without_them(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_a_build_with_an_rxconfig_that_sets_a_runtime_setting_stops_in_one_line(
+def test_a_plain_rx_config_with_its_own_domain_builds_a_bundle_that_calls_its_own_origin(
     tmp_path: Path,
 ) -> None:
+    """What `reflex init` writes plus a production api_url: the bundle must not be bound to it."""
     root = _app_copy(tmp_path)
     rxconfig = root / "rxconfig.py"
     rxconfig.write_text(
-        rxconfig.read_text().replace("show_built_with_reflex=False,", 'db_url="sqlite:///x.db",')
+        rxconfig.read_text().replace(
+            "config = app_config(",
+            'config = rx.Config(\n    app_name="working",\n    api_url="https://www.example.com",\n'
+            "    frontend_port=3000,\n    backend_port=8000,\n",
+        )
     )
+    export = tmp_path / "export"
     lock = REPO / "nix" / "frontend"
-    result = _working(
-        root, "build-frontend", "--out", str(tmp_path / "export"), "--lock", str(lock)
-    )
+    result = _working(root, "build-frontend", "--out", str(export), "--lock", str(lock))
     output = (result.stdout + result.stderr).strip()
-    assert result.returncode == 2, output
-    assert output.splitlines()[-1].startswith("[ERROR] rxconfig.py: app_config(db_url=...)")
-    assert "Traceback" not in output
-    assert not (tmp_path / "export").exists()
+    assert result.returncode == 0, output
+    assert "rxconfig.py sets api_url='https://www.example.com'; ignored" in output
+    assert "rxconfig.py sets backend_port=8000; ignored" in output
+    baked = [p for p in export.rglob("*") if p.is_file() and b"example.com" in p.read_bytes()]
+    assert baked == [], baked
+    env_modules = list(export.rglob("reflex-env*.js"))
+    assert env_modules, sorted(str(p.relative_to(export)) for p in export.rglob("*.js"))[:20]
+    # localhost is what Reflex's state.js swaps for the page's own host (getBackendURL).
+    assert all(b"ws://localhost:3000/_event" in p.read_bytes() for p in env_modules)
 
 
 def test_the_console_script_runs_the_contracts_entrypoint_module() -> None:
