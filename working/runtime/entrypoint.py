@@ -117,6 +117,7 @@ def healthcheck(args: argparse.Namespace) -> int:
 def build_frontend(args: argparse.Namespace) -> int:
     from . import frontend, reflex_config
 
+    _logging()
     reflex_config.load()  # before npm ci, which may take a minute and the network
     node_modules = Path(args.node_modules) if args.node_modules else None
     frontend.build(Path(args.out), node_modules=node_modules, lock_dir=Path(args.lock))
@@ -124,8 +125,10 @@ def build_frontend(args: argparse.Namespace) -> int:
 
 
 def lock_frontend(args: argparse.Namespace) -> int:
-    from . import frontend
+    from . import frontend, reflex_config
 
+    _logging()
+    reflex_config.load()
     frontend.refresh_lock(Path(args.lock))
     print(f"wrote {args.lock}/package.json and package-lock.json; commit them")
     return exit_code("ok")
@@ -249,9 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fatal(message: str) -> None:
+    _logging()
+    log.error("%s", message)
+
+
+def _logging() -> None:
+    """The commands that read no settings still print the runtime's one-line form."""
     if not logging.getLogger().handlers:
         logs.configure()
-    log.error("%s", message)
 
 
 if __name__ == "__main__":

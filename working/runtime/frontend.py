@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -30,6 +31,9 @@ from .nodejs import program, require_node_and_npm
 LOCK_DIR = Path("nix") / "frontend"
 LOCK_FILES = ("package.json", "package-lock.json")
 REFRESH_COMMAND = "uv run working lock-frontend"
+# What the compiled bundle put in `window.__reflex`, beside the export: the serving process
+# never compiles, and its dynamic components must import these from the bundle, not a CDN.
+BUNDLED_LIBRARIES = "reflex-bundled-libraries.json"
 
 # Reflex bakes an absolute backend URL into the bundle and, for localhost, swaps in the page's
 # host name but keeps the baked port. The whole app is served from one origin, so the backend
@@ -164,7 +168,31 @@ def _child_build() -> None:
     _pin_build_metadata(web / "reflex.json")
     _patch_same_origin(web / "utils" / "state.js")
     build.build()
+    _write_bundled_libraries(web / "build" / "client")
     _precompress(web / "build" / "client")
+
+
+def _write_bundled_libraries(export: Path) -> None:
+    # Filled while compiling: Reflex's defaults, then each compiler plugin's frontend
+    # dependencies and the Radix plugin's package (reflex 0.9.2, compiler.compile_app).
+    from reflex_base.components.dynamic import bundled_libraries
+
+    (export / BUNDLED_LIBRARIES).write_text(json.dumps(list(dict.fromkeys(bundled_libraries))))
+
+
+def load_bundled_libraries(export: Path) -> None:
+    """Tell Reflex's dynamic-component serializer what the export bundled, as compiling would.
+
+    Plain Reflex learns it by compiling in the serving process; without it, a dynamic
+    component's `@radix-ui/themes` import becomes cdn.jsdelivr.net, which the page's policy
+    refuses (and an offline network cannot reach), and the component never renders."""
+    from reflex_base.components.dynamic import bundled_libraries
+
+    manifest = export / BUNDLED_LIBRARIES
+    if not manifest.is_file():
+        return  # an export built before the manifest: Reflex's defaults, as before
+    names = json.loads(manifest.read_text())
+    bundled_libraries[:] = list(dict.fromkeys([*bundled_libraries, *names]))
 
 
 def _child_check() -> None:
@@ -485,6 +513,8 @@ def _run(command: list[str], *, env: dict[str, str], cwd: str | Path) -> None:
 
 
 if __name__ == "__main__":
+    # The parent read rxconfig.py at the edge and named each field the runtime overrides.
+    logging.getLogger("working.rxconfig").setLevel(logging.ERROR)
     try:
         {"build": _child_build, "check": _child_check, "lock": _child_lock}[sys.argv[1]]()
     except WorkingError as exc:

@@ -30,6 +30,7 @@ import reflex as rx
 from reflex_base.constants import StateManagerMode
 from reflex_base.environment import environment
 
+from . import security_headers
 from .errors import ConfigError, WorkingError
 from .masking import mask_url
 from .settings import Settings, from_environ
@@ -59,7 +60,8 @@ OWNED = {
 _APP_FIELDS = {"app_name": _PACKAGE, "app_module_import": None}
 _URL_FIELDS = {"db_url", "redis_url"}
 _warned: set[tuple[str, str]] = set()
-log = logging.getLogger("working")
+# Its own name, so that the build's child process (frontend.py) can leave these to its parent.
+log = logging.getLogger("working.rxconfig")
 
 
 def app_config(**declared: Any) -> rx.Config:
@@ -74,6 +76,7 @@ def effective(config: rx.Config) -> rx.Config:
     # The Reflex version is pinned in uv.lock; nothing at build or run time asks PyPI for one.
     environment.REFLEX_CHECK_LATEST_VERSION.set(False)
     _check_app_fields(config)
+    security_headers.declared_sources(config)  # a bad declaration stops here, before any wait
     runtime = _runtime_values(from_environ())
     declared: set[str] = getattr(config, "_non_default_attributes", set())
     for name, value in runtime.items():

@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import app as app_seam
-from . import draining, limits, logs, reflex_config, security_headers, statestore
+from . import draining, frontend, limits, logs, reflex_config, security_headers, statestore
 from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
@@ -53,13 +53,16 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
 
     # The frontend is prebuilt: Reflex must not compile or write anything at start.
     environment.REFLEX_SKIP_COMPILE.set(True)
-    reflex_config.load()
+    config = reflex_config.load()
     app = app_seam.load()
+    frontend.load_bundled_libraries(settings.frontend_dir)
     for line in app_seam.shadowed_pages(app):
         log.warning("%s", line)
 
     http = contract()["http"]
-    secure = security_headers.headers(settings.frontend_dir)
+    csp = security_headers.Policy(settings.frontend_dir, security_headers.declared_sources(config))
+    log.info("content security policy: %s", csp.summary())
+    secure = security_headers.headers(csp)
     static = FrontendFiles(settings.frontend_dir, secure, reserved=app_seam.reserved_paths())
 
     def attach(api):  # type: ignore[no-untyped-def]
