@@ -487,7 +487,7 @@ MUTATIONS = [
         [("        if still_serving(app, args, previous, failure):\n", "        if False:\n")],
         [
             "tests/test_coolify_deploy.py::"
-            "test_a_failed_pull_keeps_the_old_container_so_only_the_tag_is_restored"
+            "test_a_failed_deployment_restores_the_previous_tag_and_says_so[pull-failed]"
         ],
     ),
     _m(

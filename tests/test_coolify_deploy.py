@@ -849,20 +849,34 @@ def live_previous(coolify):
     return coolify
 
 
-def test_a_failed_deployment_restores_the_previous_tag_and_says_so(live_previous, registry):
+@pytest.mark.parametrize(
+    ("where", "rolled_back", "deploys"),
+    [
+        # `up -d` failed after Coolify stopped the old container: the previous one is redeployed.
+        ("start", "is deployed again and /health serves it", 2),
+        # The custom build command's pull failed before the stop (deploy_docker_compose_buildpack):
+        # the previous commit still serves, only the tag is restored.
+        ("pull", "restored, no redeploy needed", 1),
+    ],
+    ids=["up-failed", "pull-failed"],
+)
+def test_a_failed_deployment_restores_the_previous_tag_and_says_so(
+    live_previous, registry, where, rolled_back, deploys
+):
     coolify = live_previous
     coolify.scenario.statuses = ["queued", "in_progress", "failed"]
+    if where == "pull":
+        coolify.scenario.unpullable = {COMMIT}
     result = run_with_registry(coolify, registry, COMMIT)
     assert result.returncode == deploy.EXIT_DEPLOY_FAILED
     [line] = _error_lines(result)
     assert f"deployment {DEPLOYMENT_UUID} ended as failed" in line
-    assert f"rolled back: IMAGE_TAG={PREVIOUS} is deployed again and /health serves it" in line
+    assert f"rolled back: IMAGE_TAG={PREVIOUS} {rolled_back}" in line
     assert f"previous IMAGE_TAG={PREVIOUS}" in result.stdout
     assert f"restoring IMAGE_TAG={PREVIOUS}" in result.stdout
     assert coolify.scenario.envs["IMAGE_TAG"] == PREVIOUS
     assert coolify.scenario.live == PREVIOUS
-    deploys = [r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy"]
-    assert len(deploys) == 2
+    assert len([r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy"]) == deploys
 
 
 def test_a_new_version_that_never_turns_healthy_is_rolled_back(live_previous, registry):
@@ -886,24 +900,6 @@ def test_a_rollback_that_fails_too_says_the_site_may_be_down(live_previous, regi
     [line] = _error_lines(result)
     assert f"the rollback to IMAGE_TAG={PREVIOUS} failed too" in line
     assert "the site may be down" in line
-
-
-def test_a_failed_pull_keeps_the_old_container_so_only_the_tag_is_restored(live_previous, registry):
-    """The custom build command's pull fails before Coolify stops the old container
-    (deploy_docker_compose_buildpack): the previous commit still serves, no redeploy."""
-    coolify = live_previous
-    coolify.scenario.unpullable = {COMMIT}
-    coolify.scenario.statuses = ["queued", "in_progress", "failed"]
-    result = run_with_registry(coolify, registry, COMMIT)
-    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
-    [line] = _error_lines(result)
-    assert f"deployment {DEPLOYMENT_UUID} ended as failed" in line
-    assert f"rolled back: IMAGE_TAG={PREVIOUS} restored, no redeploy needed" in line
-    assert f"the previous commit {PREVIOUS} still serves: no redeploy" in result.stdout
-    assert coolify.scenario.envs["IMAGE_TAG"] == PREVIOUS
-    assert coolify.scenario.live == PREVIOUS
-    deploys = [r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy"]
-    assert len(deploys) == 1
 
 
 def test_a_refused_deploy_restores_the_tag_without_a_redeploy(live_previous, registry):
