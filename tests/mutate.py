@@ -465,6 +465,69 @@ MUTATIONS = [
             "test_new_migration_writes_the_apps_next_revision_and_the_runtime_applies_it"
         ],
     ),
+    # -- the Coolify deploy script (issue 20) --------------------------------------------------
+    _m(
+        "deploy-sends-force-false",
+        "the deploy sends `force` only when asked (Coolify before v4.2.0 reads false as true)",
+        ".github/scripts/coolify_deploy.py",
+        [('**({"force": "true"} if force else {})', '"force": "true" if force else "false"')],
+        ["tests/test_coolify_deploy.py::test_success_after_some_polls"],
+    ),
+    _m(
+        "deploy-refusal-followed-as-service",
+        "an application deploy answer without deployment_uuid fails in one line",
+        ".github/scripts/coolify_deploy.py",
+        [('if not pending and args.kind == "application":', "if False:")],
+        [
+            "tests/test_coolify_deploy.py::test_an_application_coolify_does_not_deploy_fails_in_one_line"
+        ],
+    ),
+    _m(
+        "deploy-follows-a-preview",
+        "'already queued' follows the app's own deployment, never a preview's",
+        ".github/scripts/coolify_deploy.py",
+        [('        and str(d.get("pull_request_id", 0)) == "0"\n', "")],
+        [
+            "tests/test_coolify_deploy.py::test_preview_deployments_are_not_the_apps_queued_deployment"
+        ],
+    ),
+    _m(
+        "rollback-always-redeploys",
+        "a rollback redeploys only when the previous commit no longer serves",
+        ".github/scripts/coolify_deploy.py",
+        [("        if still_serving(app, args, previous, failure):\n", "        if False:\n")],
+        [
+            "tests/test_coolify_deploy.py::"
+            "test_a_failed_deployment_restores_the_previous_tag_and_says_so[pull-failed]"
+        ],
+    ),
+    _m(
+        "rollback-skips-a-running-deployment",
+        "a deployment still running at its deadline is redeployed over, even if the old serves",
+        ".github/scripts/coolify_deploy.py",
+        [
+            (
+                "    over = isinstance(failure, NothingDeployed) or failure.ended\n",
+                "    over = True\n",
+            )
+        ],
+        [
+            "tests/test_coolify_deploy.py::"
+            "test_a_deployment_still_running_at_its_deadline_is_redeployed_over"
+        ],
+    ),
+    _m(
+        "deploy-budget-has-no-reserve",
+        "the deploy leaves the rollback its share of --budget",
+        ".github/scripts/coolify_deploy.py",
+        [
+            (
+                "    deadline.at = deadline.clock() + args.budget - reserve\n",
+                "    deadline.at = deadline.clock() + args.budget\n",
+            )
+        ],
+        ["tests/test_coolify_deploy.py::test_the_budget_keeps_the_rollbacks_share"],
+    ),
 ]
 
 

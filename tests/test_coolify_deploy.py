@@ -1,11 +1,15 @@
 """The deploy script against a local HTTP server that imitates Coolify's API.
 
-The imitation follows Coolify's own controllers (coollabsio/coolify, app/Http/Controllers/Api):
-POST /api/v1/deploy answers {"deployments": [{message, resource_uuid, deployment_uuid}]}, GET on
-it answers 405 with `Allow: POST`, a bad token 401 "Unauthenticated.", a full deployment queue
-429 with Retry-After, and GET /api/v1/deployments/<uuid> reports `status` as queued,
-in_progress, finished, failed or cancelled-by-user. The script runs as a real subprocess, as in
-CI, and no run may print the token.
+The imitation follows Coolify's own controllers (coollabsio/coolify v4.3.10,
+app/Http/Controllers/Api): POST /api/v1/deploy answers {"deployments": [{message, resource_uuid,
+deployment_uuid}]} (no deployment_uuid for a Service, or for an application the token's user may
+not deploy), GET on it answers 405 with `Allow: POST`, a bad token 401 "Unauthenticated.", a full
+deployment queue 429 with Retry-After, and GET /api/v1/deployments/<uuid> reports `status` as
+queued, in_progress, finished, failed or cancelled-by-user. `force` is read as Coolify before
+v4.2.0 reads it (any non-empty value but "0" is true). "Already queued" follows
+queue_application_deployment: only a deployment of pull request 0 whose commit is still `HEAD`
+(queued, or running before check_git_if_build_needed resolved it) is matched. The script runs as
+a real subprocess, as in CI, and no run may print the token.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ TOKEN = "3|tok-9f8e7d6c5b4a3210-SECRET"
 APP_UUID = "vgsco4o0k8w4wk0c"
 DEPLOYMENT_UUID = "dep-q8sk0w4c4"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# The sha of the branch a running deployment resolved `HEAD` to.
+BRANCH_TIP = "aaaabbbbccccddddeeeeffff0000111122223333"
 
 
 def _load_module():
@@ -66,6 +72,9 @@ class Deployment:
     # Successive statuses, one per poll; the last one repeats.
     statuses: list[str]
     tag: str | None = None
+    pull_request_id: int = 0
+    # `HEAD` until the job resolves it to the branch's sha, early in a running deployment.
+    commit: str = "HEAD"
 
     @property
     def status(self) -> str:
@@ -73,11 +82,15 @@ class Deployment:
 
     def advance(self, scenario: Scenario) -> str:
         status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        if status != "queued" and self.tag is None:
-            self.tag = scenario.envs.get("IMAGE_TAG")
+        if status != "queued":
+            self.commit = BRANCH_TIP
+            if self.tag is None:
+                self.tag = scenario.envs.get("IMAGE_TAG")
         if status == "finished":
             scenario.live = self.tag
-        elif status in ("failed", "cancelled-by-user"):
+        elif status in ("failed", "cancelled-by-user") and self.tag not in scenario.unpullable:
+            # The old container was stopped before `up -d` failed; a failed pull (the custom
+            # build command, before the stop) leaves it serving.
             scenario.live = None
         return status
 
@@ -97,6 +110,12 @@ class Scenario:
     live: str | None = "old"
     # Tags whose container starts but never turns healthy.
     unhealthy: set[str] = field(default_factory=set)
+    # Tags whose pull fails in the custom build command: the deployment fails, the old stays.
+    unpullable: set[str] = field(default_factory=set)
+    # Whether the token's user may deploy the application (DeployController::deploy_resource).
+    may_deploy: bool = True
+    # Each trigger's force_rebuild, as Coolify before v4.2.0 read the query.
+    forced: list[bool] = field(default_factory=list)
     # Whether the token may read values (Coolify's read:sensitive).
     sensitive: bool = True
     # A Service resource: the deploy answer has no deployment_uuid.
@@ -167,13 +186,30 @@ class FakeCoolify(BaseHTTPRequestHandler):
                 return scenario.deploy_replies.pop(0)
             if query.get("uuid") != APP_UUID:
                 return Reply(404, {"message": "No resources found."})
+            # `$request->input('force') ?? false` passed on as a bool: PHP's string to bool.
+            force = query.get("force") not in (None, "", "0")
+            scenario.forced.append(force)
+            if not scenario.may_deploy and not scenario.service:
+                # by_uuids leaves deployment_uuid out when deploy_resource returns null.
+                entry = {
+                    "message": "Unauthorized to deploy this application.",
+                    "resource_uuid": APP_UUID,
+                }
+                return Reply(200, {"deployments": [entry]})
             if scenario.service:
                 entry = {
                     "message": "Service working started. It could take a while, be patient.",
                     "resource_uuid": APP_UUID,
                 }
                 return Reply(200, {"deployments": [entry]})
-            if any(d.status in ("queued", "in_progress") for d in scenario.queue):
+            matched = [
+                d
+                for d in scenario.queue
+                if d.status in ("queued", "in_progress")
+                and d.pull_request_id == 0
+                and d.commit == "HEAD"
+            ]
+            if matched and not force:
                 # DeployController::deploy_resource: a fresh uuid that names no deployment.
                 entry = {
                     "message": "Deployment already queued for this commit.",
@@ -193,8 +229,8 @@ class FakeCoolify(BaseHTTPRequestHandler):
                             "deployment_uuid": d.uuid,
                             "status": d.status,
                             "application_id": "1",
-                            "commit": "HEAD",
-                            "pull_request_id": 0,
+                            "commit": d.commit,
+                            "pull_request_id": d.pull_request_id,
                         }
                         for d in newest_first[: int(query.get("take", 10))]
                     ],
@@ -269,8 +305,8 @@ class Server(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
-def already_in_queue(scenario: Scenario, uuid: str, statuses: list[str]) -> Deployment:
-    deployment = Deployment(uuid, statuses)
+def already_in_queue(scenario: Scenario, uuid: str, statuses: list[str], **kw: Any) -> Deployment:
+    deployment = Deployment(uuid, statuses, **kw)
     scenario.queue.append(deployment)
     scenario.deployments[uuid] = deployment
     return deployment
@@ -333,7 +369,17 @@ def test_success_after_some_polls(coolify):
     assert ("POST", "/api/v1/deploy") in methods
     assert ("GET", "/api/v1/deploy") not in methods
     _, _, query, _ = next(r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy")
-    assert query == {"uuid": APP_UUID, "force": "false"}
+    # No `force=false`: Coolify before v4.2.0 would read it as a forced rebuild.
+    assert query == {"uuid": APP_UUID}
+    assert coolify.scenario.forced == [False]
+
+
+def test_force_is_sent_only_when_asked(coolify):
+    result = run_script(coolify.url, "--force", "--expect-commit", COMMIT)
+    assert result.returncode == 0, result.stderr
+    _, _, query, _ = next(r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy")
+    assert query == {"uuid": APP_UUID, "force": "true"}
+    assert coolify.scenario.forced == [True]
 
 
 def test_sets_the_image_tag_before_deploying(coolify):
@@ -482,7 +528,7 @@ def test_health_waits_for_the_new_version(coolify):
 
 def test_service_resource_is_confirmed_by_health(coolify):
     coolify.scenario.service = True
-    result = run_script(coolify.url, "--expect-commit", COMMIT)
+    result = run_script(coolify.url, "--kind", "service", "--expect-commit", COMMIT)
     assert result.returncode == 0, result.stderr
     assert "Service working started" in result.stdout
     assert coolify.scenario.polls == 0
@@ -490,8 +536,21 @@ def test_service_resource_is_confirmed_by_health(coolify):
 
 def test_service_resource_without_health_check_is_refused(coolify):
     coolify.scenario.service = True
-    result = run_script(coolify.url, "--no-health-check")
+    result = run_script(coolify.url, "--kind", "service", "--no-health-check")
     assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+
+
+def test_an_application_coolify_does_not_deploy_fails_in_one_line(coolify):
+    """'Unauthorized to deploy this application.' comes without a deployment_uuid: not a
+    Service to confirm through /health, but a refusal."""
+    coolify.scenario.may_deploy = False
+    result = run_script(coolify.url, "--expect-commit", COMMIT)
+    assert result.returncode == deploy.EXIT_API
+    [line] = _error_lines(result)
+    assert "Coolify started no deployment of application" in line
+    assert "Unauthorized to deploy this application." in line
+    assert "--kind service" in line
+    assert [path for _, path, _, _ in coolify.scenario.requests] == ["/api/v1/deploy"]
 
 
 @pytest.mark.parametrize(
@@ -790,20 +849,34 @@ def live_previous(coolify):
     return coolify
 
 
-def test_a_failed_deployment_restores_the_previous_tag_and_says_so(live_previous, registry):
+@pytest.mark.parametrize(
+    ("where", "rolled_back", "deploys"),
+    [
+        # `up -d` failed after Coolify stopped the old container: the previous one is redeployed.
+        ("start", "is deployed again and /health serves it", 2),
+        # The custom build command's pull failed before the stop (deploy_docker_compose_buildpack):
+        # the previous commit still serves, only the tag is restored.
+        ("pull", "restored, no redeploy needed", 1),
+    ],
+    ids=["up-failed", "pull-failed"],
+)
+def test_a_failed_deployment_restores_the_previous_tag_and_says_so(
+    live_previous, registry, where, rolled_back, deploys
+):
     coolify = live_previous
     coolify.scenario.statuses = ["queued", "in_progress", "failed"]
+    if where == "pull":
+        coolify.scenario.unpullable = {COMMIT}
     result = run_with_registry(coolify, registry, COMMIT)
     assert result.returncode == deploy.EXIT_DEPLOY_FAILED
     [line] = _error_lines(result)
     assert f"deployment {DEPLOYMENT_UUID} ended as failed" in line
-    assert f"rolled back: IMAGE_TAG={PREVIOUS} is deployed again and /health serves it" in line
+    assert f"rolled back: IMAGE_TAG={PREVIOUS} {rolled_back}" in line
     assert f"previous IMAGE_TAG={PREVIOUS}" in result.stdout
     assert f"restoring IMAGE_TAG={PREVIOUS}" in result.stdout
     assert coolify.scenario.envs["IMAGE_TAG"] == PREVIOUS
     assert coolify.scenario.live == PREVIOUS
-    deploys = [r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy"]
-    assert len(deploys) == 2
+    assert len([r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy"]) == deploys
 
 
 def test_a_new_version_that_never_turns_healthy_is_rolled_back(live_previous, registry):
@@ -827,6 +900,63 @@ def test_a_rollback_that_fails_too_says_the_site_may_be_down(live_previous, regi
     [line] = _error_lines(result)
     assert f"the rollback to IMAGE_TAG={PREVIOUS} failed too" in line
     assert "the site may be down" in line
+
+
+def test_a_refused_deploy_restores_the_tag_without_a_redeploy(live_previous, registry):
+    coolify = live_previous
+    coolify.scenario.may_deploy = False
+    result = run_with_registry(coolify, registry, COMMIT)
+    assert result.returncode == deploy.EXIT_API
+    [line] = _error_lines(result)
+    assert "Unauthorized to deploy this application." in line
+    assert f"IMAGE_TAG={PREVIOUS} restored, no redeploy needed" in line
+    assert coolify.scenario.envs["IMAGE_TAG"] == PREVIOUS
+    assert len([r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy"]) == 1
+
+
+def test_a_deployment_still_running_at_its_deadline_is_redeployed_over(live_previous, registry):
+    """Timed out, not ended: it may still put the new tag live, so the previous one is deployed
+    after it even though /health still serves the previous commit."""
+    coolify = live_previous
+    coolify.scenario.statuses = ["in_progress"]
+    result = run_with_registry(coolify, registry, COMMIT, "--timeout", "0.5")
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    [line] = _error_lines(result)
+    assert "still in_progress after 0.5s" in line
+    assert f"rolled back: IMAGE_TAG={PREVIOUS} is deployed again" in line
+    assert len([r for r in coolify.scenario.requests if r[1] == "/api/v1/deploy"]) == 2
+
+
+def test_the_budget_keeps_the_rollbacks_share(live_previous, registry):
+    """--budget 7.5 with --timeout 5 and --health-timeout 2 keeps 7 s for a rollback: the
+    deployment gets 0.5 s, then the tag is restored and redeployed within the rest."""
+    coolify = live_previous
+    coolify.scenario.statuses = ["in_progress"]
+    result = run_with_registry(coolify, registry, COMMIT, "--budget", "7.5")
+    assert result.returncode == deploy.EXIT_DEPLOY_FAILED
+    [line] = _error_lines(result)
+    [waited] = [w for w in line.split() if w.endswith("s;")][:1]
+    assert float(waited.removesuffix("s;")) <= 0.5, line
+    assert coolify.scenario.envs["IMAGE_TAG"] == PREVIOUS
+    assert f"rolled back: IMAGE_TAG={PREVIOUS} is deployed again" in line
+
+
+def test_a_budget_without_room_to_deploy_is_a_usage_error(coolify):
+    result = run_script(coolify.url, "--budget", "7")  # FAST: --timeout 5 --health-timeout 2
+    assert result.returncode == deploy.EXIT_USAGE
+    [line] = _error_lines(result)
+    assert "--budget 7 leaves no time to deploy" in line
+    assert coolify.scenario.requests == []
+
+
+def test_no_request_starts_once_the_budget_is_spent(coolify):
+    spent = deploy.Deadline(at=time.monotonic() - 1)
+    client = deploy.Client(
+        deploy.api_base(coolify.url), TOKEN, deploy.Output([TOKEN]), deadline=spent
+    )
+    with pytest.raises(deploy.ApiError, match="--budget is spent"):
+        client.request("POST", "/deploy", query={"uuid": APP_UUID})
+    assert coolify.scenario.requests == []
 
 
 def test_no_rollback_leaves_the_failed_tag(live_previous, registry):
@@ -883,3 +1013,32 @@ def test_a_running_deployment_is_waited_for_then_deployed_again(live_previous, r
     assert paths.count("/api/v1/deploy") == 2
     assert coolify.scenario.live == COMMIT
     assert f"serves {COMMIT}" in result.stdout
+
+
+def test_preview_deployments_are_not_the_apps_queued_deployment(live_previous, registry):
+    """The list holds previews too; a queued preview is newer here, and must not be followed."""
+    coolify = live_previous
+    already_in_queue(coolify.scenario, "dep-waiting", ["queued", "in_progress", "finished"])
+    already_in_queue(coolify.scenario, "dep-preview", ["queued"], pull_request_id=7)
+    result = run_with_registry(coolify, registry, COMMIT)
+    assert result.returncode == 0, result.stderr
+    assert "following the app's queued deployment dep-waiting" in result.stdout
+    assert "dep-preview" not in result.stdout
+    assert coolify.scenario.live == COMMIT
+
+
+def test_a_running_deployment_with_a_resolved_commit_gets_a_new_one_queued(live_previous, registry):
+    """Coolify matches only `HEAD`: a running deployment that resolved its commit is no
+    "already queued", so the trigger queues a fresh deployment, which reads the new tag."""
+    coolify = live_previous
+    running = already_in_queue(
+        coolify.scenario, "dep-running", ["in_progress"], commit=BRANCH_TIP, tag=PREVIOUS
+    )
+    result = run_with_registry(coolify, registry, COMMIT)
+    assert result.returncode == 0, result.stderr
+    assert "already queued" not in result.stdout
+    assert f"deployment {DEPLOYMENT_UUID}-1: finished" in result.stdout
+    paths = [path for _, path, _, _ in coolify.scenario.requests]
+    assert paths.count("/api/v1/deploy") == 1
+    assert f"/api/v1/deployments/{running.uuid}" not in paths
+    assert coolify.scenario.live == COMMIT

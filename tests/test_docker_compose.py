@@ -5,7 +5,10 @@ Coolify's Traefik).
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from containers import Compose, Container, name
+from containers import Compose, Container, docker, name
 from docker_services import PROXY_PORT, postgres_image, proxy_image, redis_image
 
 from services import PG_PASSWORD_URL, REPO, add_note, sign_up, wait_until
@@ -173,3 +176,83 @@ def test_redis_profile_two_replicas_browser_survives_a_stopped_replica(
     assert page.locator(".note-body").all_inner_texts() == ["after", "before"]
     context.close()
     print(f"\n[measure] compose: page on the other replica {reconnect_s:.1f}s after docker stop")
+
+
+# -- a `$` in a value Coolify stores ------------------------------------------------------------
+
+# The password as meant, and as docs/coolify.md says to type it into Coolify's value.
+DOLLAR_PASSWORD = "pa$word"
+DOLLAR_TYPED = "pa$$word"
+
+
+@pytest.fixture(scope="module")
+def inert_image(docker_engine: None) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """An empty image with a command: enough for `docker compose create`, never started."""
+    tag = f"working-test/inert:{os.getpid()}"
+    archive = io.BytesIO()
+    tarfile.open(fileobj=archive, mode="w").close()
+    subprocess.run(
+        ["docker", "import", "--change", 'CMD ["/never-run"]', "-", tag],
+        input=archive.getvalue(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    yield tag
+    docker("rmi", "--force", tag, check=False)
+
+
+def as_coolify_writes_it(stored: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    """compose.yaml as Coolify's applicationParser() (bootstrap/helpers/parsers.php, v4.3.10)
+    hands it to `docker compose`: each `${VAR:?}` / `${VAR:-default}` entry of the service's
+    environment replaced by the value stored in Coolify, verbatim (`$envVar->value`; its
+    escapeDollarSign() is applied to labels only)."""
+    document = yaml.safe_load(COMPOSE.read_text())
+    environment = document["services"]["app"]["environment"]
+    for key, value in stored.items():
+        assert str(environment[key]).startswith(f"${{{key}:"), key
+        environment[key] = value
+    return document
+
+
+def created_environment(tmp_path: Path, image: str, stored: dict[str, str]) -> tuple[dict, str]:  # type: ignore[type-arg]
+    """The app container's environment as Docker created it from that file, and Compose's
+    own output (its warnings)."""
+    rendered = tmp_path / "docker-compose.yaml"
+    rendered.write_text(yaml.safe_dump(as_coolify_writes_it(stored)))
+    repository, tag = image.split(":")
+    env = {"IMAGE": repository, "IMAGE_TAG": tag}
+    compose = Compose(name("dollar").replace("-", ""), [rendered], env, tmp_path)
+    try:
+        said = compose.run("create", "app")
+        label = f"label=com.docker.compose.project={compose.project}"
+        [container] = docker("ps", "--all", "--quiet", "--filter", label).stdout.split()
+        config = Container(container).inspect()["Config"]
+        return dict(item.split("=", 1) for item in config["Env"]), said
+    finally:
+        compose.down()
+
+
+def test_a_dollar_typed_twice_in_coolify_reaches_the_app_once(
+    tmp_path: Path, inert_image: str
+) -> None:
+    """docs/coolify.md: type `$` as `$$` in a value Coolify writes into compose.yaml's
+    environment; the real Compose here turns it back into one `$`, without a warning."""
+    url = "postgresql://app:{}@db.internal:5432/app"
+    assert url.format(DOLLAR_TYPED) in (REPO / "docs" / "coolify.md").read_text(), "the docs' form"
+    environment, said = created_environment(
+        tmp_path, inert_image, {"DATABASE_URL": url.format(DOLLAR_TYPED)}
+    )
+    assert environment["DATABASE_URL"] == url.format(DOLLAR_PASSWORD)
+    assert "variable is not set" not in said
+
+
+def test_a_dollar_typed_once_is_cut_with_only_a_warning(tmp_path: Path, inert_image: str) -> None:
+    """Why the docs insist: Compose reads `$word` as a variable, the password arrives as `pa`,
+    and nothing fails; the only trace is Compose's warning in the deploy log."""
+    url = "postgresql://app:{}@db.internal:5432/app"
+    environment, said = created_environment(
+        tmp_path, inert_image, {"DATABASE_URL": url.format(DOLLAR_PASSWORD)}
+    )
+    assert environment["DATABASE_URL"] == url.format("pa")
+    assert 'The \\"word\\" variable is not set. Defaulting to a blank string.' in said

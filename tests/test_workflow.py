@@ -6,8 +6,10 @@ installs it in the venv's bin). In CI (CI=true) a missing actionlint is a failur
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -191,3 +193,42 @@ def test_deploy_checks_the_pushed_image_in_the_registry_first():
 
 def _steps_by_name(job: dict[str, Any]) -> dict[str, str]:
     return {step.get("name", ""): step.get("run", "") for step in _steps(job)}
+
+
+def _deploy_script_args(run: str) -> list[str]:
+    """The arguments the workflow gives the deploy script, shell variables as placeholders."""
+    command = next(line for line in run.splitlines() if DEPLOY_SCRIPT in line)
+    for line in run.splitlines()[run.splitlines().index(command) + 1 :]:
+        command = command.rstrip("\\") + " " + line.strip()
+        if not line.rstrip().endswith("\\"):
+            break
+    words = shlex.split(command.rstrip("\\"))
+    return words[words.index(DEPLOY_SCRIPT) + 1 :]
+
+
+def _parse_deploy_args(argv: list[str]) -> Any:
+    spec = importlib.util.spec_from_file_location("coolify_deploy_args", REPO_ROOT / DEPLOY_SCRIPT)
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.parse_args(argv, {})
+
+
+def test_the_deploy_scripts_budget_ends_before_the_job_is_killed():
+    """GitHub kills a job at its timeout-minutes, wherever it is: the deploy script's whole run
+    (deploy, health check, rollback: its --budget, plus one request that may run past it) and
+    the steps after it must end first, or a kill could leave IMAGE_TAG at a failed commit.
+    The job's limit is read from ci.yml, the budget from the arguments the workflow passes."""
+    job = _workflow()["jobs"]["deploy"]
+    steps = _steps(job)
+    [index] = [i for i, step in enumerate(steps) if DEPLOY_SCRIPT in step.get("run", "")]
+    args = _parse_deploy_args(_deploy_script_args(steps[index]["run"]))
+    assert args.budget > args.timeout + args.health_timeout, "no time left to deploy"
+    after = steps[index + 1 :]
+    assert all("timeout-minutes" in step for step in after), "every later step needs a limit"
+    later = sum(step["timeout-minutes"] * 60 for step in after)
+    setup = 60  # starting the job and the sparse checkout
+    worst = setup + args.budget + args.request_timeout + later
+    assert worst <= job["timeout-minutes"] * 60, (worst, job["timeout-minutes"])

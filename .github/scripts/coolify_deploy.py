@@ -14,20 +14,36 @@ Steps, each optional but the trigger:
 2. `--image-tag`: remember the resource's IMAGE_TAG (GET .../envs: the value is visible to a
    token with `read:sensitive`; otherwise the live /health git_commit stands in), then set it
    (PATCH, or POST when it does not exist yet) so compose.yaml runs the image of this commit.
-3. Trigger: `POST /api/v1/deploy?uuid=<uuid>&force=false` (GET answers 405 since Coolify
-   moved the endpoint to POST). The answer is `{"deployments": [{"message", "resource_uuid",
-   "deployment_uuid"}]}`; a Service resource ("Docker Compose" without Git) gets no
-   deployment_uuid, only a message. When a deployment of the app is already queued or running,
-   Coolify answers "Deployment already queued for this commit." with a fresh uuid that names
-   no deployment (DeployController::deploy_resource); the script then follows the app's own
-   queued deployment (GET /deployments/applications/<uuid>), or waits for the running one,
-   which may have read the old IMAGE_TAG, and triggers again.
+3. Trigger: `POST /api/v1/deploy?uuid=<uuid>`, with `&force=true` only for `--force` (GET
+   answers 405 since Coolify moved the endpoint to POST; `force=false` would be read as true
+   before v4.2.0, which casts the string instead of `$request->boolean('force')`). The answer
+   is `{"deployments": [{"message", "resource_uuid", "deployment_uuid"}]}`. A Service resource
+   (`--kind service`) gets no deployment_uuid, only a message; an application that gets none
+   was refused ("Unauthorized to deploy this application."): that fails in one line.
+   Coolify answers "Deployment already queued for this commit." with a fresh uuid that names no
+   deployment (DeployController::deploy_resource) when the app has a deployment with
+   pull_request_id 0 that is queued, or running but has not resolved `HEAD` to a sha yet
+   (queue_application_deployment compares the commit; a running compose deployment replaces
+   it with the sha early, in check_git_if_build_needed, and is then not matched: a new
+   deployment is queued behind it and reads the new IMAGE_TAG when it starts). On that answer
+   the script follows the app's queued deployment (GET /deployments/applications/<uuid>,
+   previews left out), or waits for the running one, which may have read the old IMAGE_TAG,
+   and triggers again.
 4. Poll `GET /api/v1/deployments/<deployment_uuid>` until its status is `finished`, `failed` or
    `cancelled-by-user` (Coolify's ApplicationDeploymentStatus; `queued`/`in_progress` go on).
 5. `--app-url`: poll `<app-url>/health` until it answers 200 with the expected `git_commit`.
    A compose deploy is "finished" once `up -d` returns, healthy or not: this is the gate.
-6. When 4 or 5 fails after IMAGE_TAG was changed: set IMAGE_TAG back, redeploy and verify the
-   previous commit, and say so (`--no-rollback` leaves the failed tag in place).
+6. When 3, 4 or 5 fails after IMAGE_TAG was changed: set IMAGE_TAG back first. If the failed
+   deployment is over and /health still reports the previous commit (the pull of the custom
+   build command failed before Coolify stopped the old container, or Coolify refused the
+   deploy), that is all; otherwise redeploy and verify the previous commit. Say which
+   (`--no-rollback` leaves the failed tag in place).
+
+Time: the whole run, rollback included, ends within `--budget` seconds (default 1500, below
+the deploy job's `timeout-minutes`, which tests/test_workflow.py reads from ci.yml): the
+deploy and its health check get the budget minus what a rollback may need (`--timeout` +
+`--health-timeout`), no request starts and no wait lasts past the budget, so a job that runs
+out of time never kills the script between "IMAGE_TAG changed" and "IMAGE_TAG restored".
 
 HTTP: 429 (Coolify sends Retry-After when its deployment queue is full), 5xx and connection
 errors are retried with bounded exponential backoff; other 4xx fail at once with one line.
@@ -36,7 +52,8 @@ printed: every line of output passes through `redact`.
 
 Exit codes: 0 deployed (and verified); 1 the image is not in the registry, or the deployment
 failed, was cancelled, timed out or serves another commit (rolled back when possible); 2 usage
-or configuration error; 3 the API or the registry refused the request or stayed unreachable.
+or configuration error; 3 the API or the registry refused the request (Coolify refusing to
+deploy an application is rolled back too) or stayed unreachable.
 Standard library only, so it runs on any runner with Python 3.11+.
 """
 
@@ -47,6 +64,7 @@ import base64
 import email.utils
 import http.client
 import json
+import math
 import os
 import re
 import sys
@@ -97,11 +115,43 @@ class ApiError(DeployError):
 
 
 class DeploymentFailed(DeployError):
+    """`ended`: the failed deployment is over, so nothing it started can still go live."""
+
     exit_code = EXIT_DEPLOY_FAILED
+
+    def __init__(self, message: str, *, ended: bool = True):
+        super().__init__(message)
+        self.ended = ended
+
+
+class NothingDeployed(DeployError):
+    """Coolify answered the trigger of an application without starting a deployment."""
 
 
 class UsageError(DeployError):
     exit_code = EXIT_USAGE
+
+
+def amended(error: DeployError, text: str) -> DeployError:
+    """The same error (and exit code), its one line extended by `text`."""
+    error.args = (f"{error}; {text}",)
+    return error
+
+
+@dataclass
+class Deadline:
+    """When the run must be over: no request starts and no wait lasts past `at` (monotonic s).
+    Moved by `run`: earlier while deploying, so that a rollback keeps its share."""
+
+    at: float = math.inf
+    clock: Callable[[], float] = time.monotonic
+
+    def left(self) -> float:
+        return self.at - self.clock()
+
+    def bound(self, seconds: float) -> float:
+        """`seconds`, or what is left if that is less."""
+        return max(0.0, min(seconds, self.left()))
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -191,6 +241,7 @@ class Client:
     backoff_max: float = 30.0
     retry_after_max: float = 120.0
     sleep: Callable[[float], None] = time.sleep
+    deadline: Deadline = field(default_factory=Deadline)
 
     def request(
         self,
@@ -217,11 +268,14 @@ class Client:
         shown = path if not query else f"{path}?{urllib.parse.urlencode(query)}"
 
         for attempt in range(1, self.attempts + 1):
+            if self.deadline.left() <= 0:
+                raise ApiError(method, shown, None, "not sent: the run's --budget is spent")
             wait = min(self.backoff * 2 ** (attempt - 1), self.backoff_max)
             # The scheme was checked to be http(s) by http_url.
             request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+            timeout = max(0.1, self.deadline.bound(self.timeout))
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                     payload = response.read()
                     return response.status, _json(payload)
             except urllib.error.HTTPError as error:
@@ -248,7 +302,7 @@ class Client:
             self.out.line(
                 f"{method} {shown}: {problem}; retry {attempt}/{self.attempts - 1} in {wait:g}s"
             )
-            self.sleep(wait)
+            self.sleep(self.deadline.bound(wait))
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -302,6 +356,7 @@ class Registry:
     attempts: int = 5
     backoff: float = 2.0
     sleep: Callable[[float], None] = time.sleep
+    deadline: Deadline = field(default_factory=Deadline)
 
     def digest(self, image: str, tag: str) -> str | None:
         """The manifest digest of image:tag, or None when the registry says it does not exist."""
@@ -353,10 +408,14 @@ class Registry:
         self, method: str, url: str, headers: Mapping[str, str]
     ) -> tuple[int, Mapping[str, str], bytes]:
         """(status, headers, body) of any HTTP answer; retries 5xx and connection errors."""
+        shown = url.split("?", 1)[0]
         for attempt in range(1, self.attempts + 1):
+            if self.deadline.left() <= 0:
+                raise RegistryError(f"{method} {shown}: not sent: the run's --budget is spent")
             request = urllib.request.Request(url, headers=dict(headers), method=method)  # noqa: S310
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                timeout = max(0.1, self.deadline.bound(self.timeout))
+                with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                     return response.status, response.headers, response.read()
             except urllib.error.HTTPError as error:
                 if error.code < 500:
@@ -365,7 +424,6 @@ class Registry:
             except (OSError, http.client.HTTPException) as error:
                 reason = getattr(error, "reason", error)
                 problem = f"{type(reason).__name__}: {reason}"
-            shown = url.split("?", 1)[0]
             if attempt == self.attempts:
                 raise RegistryError(
                     f"{method} {shown}: no answer: gave up after {attempt} attempts, "
@@ -373,7 +431,7 @@ class Registry:
                 )
             wait = self.backoff * 2 ** (attempt - 1)
             self.out.line(f"{method} {shown}: {problem}; retry {attempt}/{self.attempts - 1}")
-            self.sleep(wait)
+            self.sleep(self.deadline.bound(wait))
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -416,14 +474,16 @@ def current_variable(client: Client, kind: str, uuid: str, key: str) -> tuple[bo
     return False, None
 
 
-# Coolify's answer when the app already has a deployment queued or running (applications.php,
-# queue_application_deployment); the deployment_uuid next to it names no deployment.
+# Coolify's answer when the app has a deployment (pull_request_id 0) queued, or running with its
+# commit still `HEAD` (applications.php, queue_application_deployment); the deployment_uuid
+# next to it names no deployment.
 ALREADY_QUEUED = "deployment already queued"
 
 
 def trigger_deploy(client: Client, uuid: str, *, force: bool = False) -> list[dict[str, Any]]:
-    """POST /deploy; returns the `deployments` entries for this resource."""
-    query = {"uuid": uuid, "force": "true" if force else "false"}
+    """POST /deploy; returns the `deployments` entries for this resource. `force` is sent only
+    when wanted: Coolify before v4.2.0 reads any non-empty value, "false" too, as true."""
+    query = {"uuid": uuid, **({"force": "true"} if force else {})}
     _, data = client.request("POST", "/deploy", query=query)
     deployments = data.get("deployments") if isinstance(data, dict) else None
     if not isinstance(deployments, list) or not deployments:
@@ -438,14 +498,18 @@ def already_queued(entry: Mapping[str, Any]) -> bool:
 
 
 def active_deployments(client: Client, uuid: str) -> list[dict[str, Any]]:
-    """The app's queued or running deployments, oldest first (the API lists newest first)."""
+    """The app's queued or running deployments, oldest first (the API lists newest first).
+    Preview deployments are listed too; they never make Coolify answer "already queued"."""
     path = f"/deployments/applications/{urllib.parse.quote(uuid)}"
     _, data = client.request("GET", path, query={"take": "20"})
     listed = data.get("deployments") if isinstance(data, dict) else data
     active = [
         d
         for d in (listed if isinstance(listed, list) else [])
-        if isinstance(d, dict) and d.get("status") in PENDING and d.get("deployment_uuid")
+        if isinstance(d, dict)
+        and d.get("status") in PENDING
+        and d.get("deployment_uuid")
+        and str(d.get("pull_request_id", 0)) == "0"
     ]
     return list(reversed(active))
 
@@ -481,10 +545,12 @@ def wait_for_deployment(
             return status
         if status not in PENDING:
             client.out.line(f"deployment {deployment_uuid}: unknown status {status!r}, waiting")
-        if clock() >= deadline:
+        # No poll after the deadline: the client refuses requests once the budget is spent.
+        if clock() + interval > deadline:
             raise DeploymentFailed(
                 f"deployment {deployment_uuid} still {status} after {timeout:g}s; "
-                "it may finish later: check Coolify before deploying again"
+                "it may finish later: check Coolify before deploying again",
+                ended=False,
             )
         client.sleep(interval)
 
@@ -522,7 +588,7 @@ def wait_for_health(
             last = seen
         if status == 200 and (expected_commit is None or same_commit(commit, expected_commit)):
             return data
-        if clock() >= deadline:
+        if clock() + interval > deadline:
             want = f" with git_commit {expected_commit}" if expected_commit else ""
             raise DeploymentFailed(
                 f"{client.base_url}/health did not answer 200{want} within {timeout:g}s "
@@ -581,8 +647,15 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Name
         action="store_true",
         help="trust Coolify's status alone (not recommended)",
     )
-    parser.add_argument("--timeout", type=float, default=900, help="deployment timeout, s")
+    parser.add_argument("--timeout", type=float, default=600, help="deployment timeout, s")
     parser.add_argument("--health-timeout", type=float, default=180, help="/health timeout, s")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=1500,
+        help="the whole run, rollback included, in s (default 1500: below the deploy job's "
+        "timeout-minutes); the deploy gets it minus --timeout + --health-timeout",
+    )
     parser.add_argument("--poll-interval", type=float, default=5, help="s between polls")
     parser.add_argument("--request-timeout", type=float, default=30, help="per request, s")
     parser.add_argument("--attempts", type=int, default=5, help="tries per request (>= 1)")
@@ -607,6 +680,15 @@ def run(args: argparse.Namespace, token: str, out: Output, environ: Mapping[str,
         raise UsageError("APP_URL is not set: give --app-url, or --no-health-check to skip")
     if args.image and not args.image_tag:
         raise UsageError("--image needs --image-tag: the tag to look for in the registry")
+    # What a rollback may need, kept back from the deploy so that the budget covers both.
+    reserve = 0.0 if args.no_rollback else args.timeout + args.health_timeout
+    if args.budget <= reserve:
+        raise UsageError(
+            f"--budget {args.budget:g} leaves no time to deploy: it must exceed --timeout + "
+            f"--health-timeout ({reserve:g} s, kept for a rollback)"
+        )
+    deadline = Deadline()
+    deadline.at = deadline.clock() + args.budget - reserve
 
     client = Client(
         api_base(args.url),
@@ -615,6 +697,7 @@ def run(args: argparse.Namespace, token: str, out: Output, environ: Mapping[str,
         timeout=args.request_timeout,
         attempts=args.attempts,
         backoff=args.backoff,
+        deadline=deadline,
     )
     app = None
     if not args.no_health_check:
@@ -625,6 +708,7 @@ def run(args: argparse.Namespace, token: str, out: Output, environ: Mapping[str,
             timeout=min(args.request_timeout, 10),
             attempts=1,
             sleep=client.sleep,
+            deadline=deadline,
         )
     previous = None
     if args.image_tag:
@@ -637,6 +721,7 @@ def run(args: argparse.Namespace, token: str, out: Output, environ: Mapping[str,
                 timeout=args.request_timeout,
                 attempts=args.attempts,
                 backoff=args.backoff,
+                deadline=deadline,
             )
             check_image(registry, args.image, args.image_tag)
         previous = remember_previous(client, app, args)
@@ -644,9 +729,10 @@ def run(args: argparse.Namespace, token: str, out: Output, environ: Mapping[str,
 
     try:
         deploy_and_verify(client, app, args, args.expect_commit)
-    except DeploymentFailed as failure:
+    except (DeploymentFailed, NothingDeployed) as failure:
         if args.no_rollback or previous is None or previous == args.image_tag:
             raise
+        deadline.at += reserve
         raise roll_back(client, app, args, previous, failure) from None
     return EXIT_OK
 
@@ -692,7 +778,8 @@ def deploy_and_verify(
     if app is None:
         client.out.line("deployed (no health check)")
         return
-    data = wait_for_health(app, expect, timeout=args.health_timeout, interval=args.poll_interval)
+    timeout = app.deadline.bound(args.health_timeout)
+    data = wait_for_health(app, expect, timeout=timeout, interval=args.poll_interval)
     client.out.line(f"live: {args.app_url} serves {data.get('git_commit')} ({data.get('version')})")
 
 
@@ -703,11 +790,18 @@ def follow_deploy(client: Client, args: argparse.Namespace) -> None:
     """Trigger a deployment and follow it to its end; when Coolify says one is already queued,
     follow that one, or, if it was already running (it may have read the previous IMAGE_TAG),
     wait for it and trigger again."""
-    follow = {"timeout": args.timeout, "interval": args.poll_interval}
     for _ in range(_TRIGGERS):
         entries = trigger_deploy(client, args.uuid, force=args.force)
+        follow = {"timeout": client.deadline.bound(args.timeout), "interval": args.poll_interval}
         if not any(already_queued(e) for e in entries):
             pending = [d["deployment_uuid"] for d in entries if d.get("deployment_uuid")]
+            if not pending and args.kind == "application":
+                said = "; ".join(str(e.get("message") or "(no message)") for e in entries)
+                raise NothingDeployed(
+                    f"POST /deploy: Coolify started no deployment of application {args.uuid}: "
+                    f"{said} (the token's user must be allowed to deploy it; for a Service "
+                    "resource give --kind service)"
+                )
             if not pending and args.no_health_check:
                 raise DeploymentFailed(
                     "Coolify started the resource without a deployment to follow (a Service); "
@@ -731,7 +825,8 @@ def follow_deploy(client: Client, args: argparse.Namespace) -> None:
             wait_for_deployment(client, running["deployment_uuid"], must_succeed=False, **follow)
     raise DeploymentFailed(
         f"Coolify answered 'already queued' {_TRIGGERS} times: look at the resource's "
-        "Deployments tab in Coolify"
+        "Deployments tab in Coolify",
+        ended=False,
     )
 
 
@@ -740,13 +835,20 @@ def roll_back(
     app: Client | None,
     args: argparse.Namespace,
     previous: str,
-    failure: DeploymentFailed,
-) -> DeploymentFailed:
-    """Restore the previous tag and redeploy it; the error to report, saying what happened."""
+    failure: DeploymentFailed | NothingDeployed,
+) -> DeployError:
+    """Restore the previous tag, then redeploy it unless it still serves; the error to report
+    (the failure's own exit code), saying what happened."""
     var = args.tag_variable
     client.out.line(f"deploy of {var}={args.image_tag} failed; restoring {var}={previous}")
     try:
         set_variable(client, args.kind, args.uuid, var, previous)
+        if still_serving(app, args, previous, failure):
+            return amended(
+                failure,
+                f"rolled back: {var}={previous} restored, no redeploy needed: /health still "
+                "serves it (the failed deploy never stopped it)",
+            )
         deploy_and_verify(client, app, args, previous if FULL_SHA.fullmatch(previous) else None)
     except DeployError as again:
         return DeploymentFailed(
@@ -754,7 +856,27 @@ def roll_back(
             "(the site may be down: look at Coolify now)"
         )
     serving = " and /health serves it" if app is not None else ""
-    return DeploymentFailed(f"{failure}; rolled back: {var}={previous} is deployed again{serving}")
+    return amended(failure, f"rolled back: {var}={previous} is deployed again{serving}")
+
+
+def still_serving(
+    app: Client | None,
+    args: argparse.Namespace,
+    previous: str,
+    failure: DeploymentFailed | NothingDeployed,
+) -> bool:
+    """Whether the previous commit still answers /health after a failure that can no longer
+    change what runs: an application's deployment that ended (a failed pull in the custom build
+    command ends it before Coolify stops the old container) or that never started. A deployment
+    still running, or a Service (started without a deployment to follow), may yet replace it."""
+    over = isinstance(failure, NothingDeployed) or failure.ended
+    if app is None or not over or args.kind != "application" or not FULL_SHA.fullmatch(previous):
+        return False
+    commit = live_commit(app)
+    if commit is None or not same_commit(commit, previous):
+        return False
+    app.out.line(f"health: the previous commit {commit} still serves: no redeploy")
+    return True
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
