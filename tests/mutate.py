@@ -447,6 +447,43 @@ MUTATIONS = [
         ],
     ),
     _m(
+        "csp-ignores-what-the-export-loads",
+        "the CSP allows the stylesheet origins an export imports (rx.App(stylesheets=[...]))",
+        "working/runtime/security_headers.py",
+        [
+            (
+                '                sources.setdefault("style-src", set()).add(origin)\n',
+                "                pass\n",
+            )
+        ],
+        [
+            "tests/test_security_headers.py::test_the_origins_the_export_names_are_allowed_for_what_they_are"
+        ],
+    ),
+    _m(
+        "csp-data-scripts-always",
+        "data: scripts are allowed only when the bundle holds Reflex's dynamic-component loader",
+        "working/runtime/security_headers.py",
+        [
+            (
+                "    if any(_DATA_SCRIPT_LOADER in js.read_bytes()",
+                "    if True or any(_DATA_SCRIPT_LOADER in js.read_bytes()",
+            )
+        ],
+        [
+            "tests/test_security_headers.py::test_data_scripts_only_when_the_bundle_holds_the_dynamic_component_loader"
+        ],
+    ),
+    _m(
+        "bundled-libraries-forgotten",
+        "a dynamic component imports what the export bundled, not a CDN (the serving process "
+        "knows the build's bundled libraries)",
+        "working/runtime/server.py",
+        [("    frontend.load_bundled_libraries(settings.frontend_dir)\n", "")],
+        ["tests/test_plain_reflex_app.py::test_on_the_runtime_unchanged"],
+        fast=False,
+    ),
+    _m(
         "rxconfig-read-after-the-wait",
         "a bad rxconfig.py is one line and exit 2 before the database wait, not after it",
         "working/runtime/entrypoint.py",

@@ -138,9 +138,12 @@ def test_on_plain_reflex_the_control(
         REFLEX_USE_NPM="1",
         REFLEX_CHECK_LATEST_VERSION="false",
         REFLEX_TELEMETRY_ENABLED="false",
-        # Its rxconfig.py names its production domain; on this machine the control is given
-        # the local one the way Reflex documents it, by environment.
+        # Its rxconfig.py names its production domain and two ports; on this machine the
+        # control is given the local ones the way Reflex reads them, from the environment
+        # (Reflex 0.9.2's prod mode serves both on one port).
         REFLEX_API_URL=f"http://localhost:{port}",
+        REFLEX_FRONTEND_PORT=str(port),
+        REFLEX_BACKEND_PORT=str(port),
         REFLEX_DB_URL=f"sqlite:///{tmp_path / 'reflex.db'}",
     )
     env.pop("PYTHONPATH", None)

@@ -56,7 +56,7 @@ OWNED = {
     "telemetry_enabled": "nothing to set, the runtime never sends telemetry",
 }
 # Which package is the app: not a value the runtime could substitute, since the code that
-# imports it would not follow. Another name stops the start (docs/your-app.md, "The package").
+# imports it would not follow. Another name stops the start (docs/your-app.md, section 1).
 _APP_FIELDS = {"app_name": _PACKAGE, "app_module_import": None}
 _URL_FIELDS = {"db_url", "redis_url"}
 _warned: set[tuple[str, str]] = set()
@@ -120,7 +120,7 @@ def _check_app_fields(config: rx.Config) -> None:
             f"rxconfig.py: {name}={value!r}",
             f"names another package than the one the runtime serves ({_PACKAGE}/{_PACKAGE}.py)",
             f"{name}={_PACKAGE!r} or no {name}, with the app's package renamed to "
-            f"{_PACKAGE}/ (docs/your-app.md, 'The package')",
+            f"{_PACKAGE}/ (docs/your-app.md, section 1)",
         )
 
 
