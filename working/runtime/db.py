@@ -61,6 +61,19 @@ async def run(fn: Callable[..., _T], *args: Any) -> _T:
     return await asyncio.to_thread(in_session)
 
 
+def share_with_reflex(settings: Settings) -> None:
+    """`rx.session()` and `rx.Model` queries use the runtime's engine: one pool per process,
+    disposed at shutdown, and the same connect timeout and SQLite pragmas.
+
+    Reflex 0.9.2 keeps one engine per URL in `reflex.model._ENGINE` and makes it on first use
+    (`get_engine`), warning "Database is not initialized, run reflex db init" when no
+    alembic.ini is in the working directory: here the runtime migrates, so that never applies.
+    """
+    from reflex import model
+
+    model._ENGINE[settings.database_url] = configure(settings)
+
+
 def dispose() -> None:
     global _engine, _sessions
     if _engine is not None:

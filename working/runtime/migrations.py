@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
@@ -46,9 +46,18 @@ def run_env(metadata: MetaData) -> None:
         transaction_per_migration=True,
         render_as_batch=connection.dialect.name == "sqlite",
         process_revision_directives=_nothing_if_unchanged,
+        render_item=_import_sqlmodel_types,
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _import_sqlmodel_types(type_: str, obj: Any, autogen_context: Any) -> Literal[False]:
+    # An rx.Model's str column is sqlmodel's AutoString, rendered as sqlmodel.sql.sqltypes...:
+    # the revision must import sqlmodel, as Reflex's own autogenerate makes it do.
+    if type_ == "type" and type(obj).__module__.startswith("sqlmodel"):
+        autogen_context.imports.add("import sqlmodel")
+    return False  # Alembic renders the item itself
 
 
 def _nothing_if_unchanged(context: Any, revision: Any, directives: list[Any]) -> None:
@@ -65,6 +74,7 @@ def apply(eng: Engine) -> None:
     """Bring the schema to the newest revision. Idempotent; replicas take turns (PostgreSQL's
     advisory lock, or a lock file beside a SQLite database they share)."""
     if not ships_migrations():
+        _refuse_unadopted()
         log.info("migrations: the app ships none (no working/migrations/env.py)")
         return
     # Most starts find the schema at head: then Alembic (a tenth of the cold start to import
@@ -177,6 +187,7 @@ def new_revision(message: str) -> Path:
     from alembic import command
 
     if not ships_migrations():
+        _refuse_unadopted()
         raise WorkingError(
             f"no {MIGRATIONS}/env.py: the app ships no migrations; see docs/your-app.md"
         )
@@ -202,6 +213,13 @@ def new_revision(message: str) -> Path:
             "(change a model in the app first)"
         )
     return Path(str(MIGRATIONS / "versions" / written[0]))
+
+
+def _refuse_unadopted() -> None:
+    from .adopt import refuse_unadopted
+    from .reflex_config import rxconfig_path
+
+    refuse_unadopted(rxconfig_path().parent, Path(str(MIGRATIONS)))
 
 
 def _config() -> Config:

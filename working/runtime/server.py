@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import app as app_seam
-from . import draining, frontend, limits, logs, reflex_config, security_headers, statestore
+from . import db, draining, frontend, limits, logs, reflex_config, security_headers, statestore
 from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
@@ -54,6 +54,8 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     # The frontend is prebuilt: Reflex must not compile or write anything at start.
     environment.REFLEX_SKIP_COMPILE.set(True)
     config = reflex_config.load()
+    # Before the app's module runs: it may open rx.session() at import.
+    db.share_with_reflex(settings)
     app = app_seam.load()
     frontend.load_bundled_libraries(settings.frontend_dir)
     for line in app_seam.shadowed_pages(app):
