@@ -214,8 +214,11 @@ def test_a_required_app_setting_unset_stops_with_one_line_and_exit_2(
     command: str, tmp_path: Path
 ) -> None:
     tree = user_app(tmp_path)
+    # Not an export: a start that got past its settings stops there, instead of building one.
+    (tmp_path / "not-an-export").mkdir()
+    (tmp_path / "not-an-export" / "README").write_text("")
     for environ in ({}, {"PAYMENT_API_KEY": ""}):  # unset, and Coolify's blank
-        result = run(tree, command, **environ)
+        result = run(tree, command, FRONTEND_DIR=str(tmp_path / "not-an-export"), **environ)
         output = (result.stdout + result.stderr).strip()
         assert result.returncode == EXIT["config"], f"exit {result.returncode}: {output}"
         assert output.count("\n") == 0, output
