@@ -108,6 +108,14 @@ MUTATIONS = [
         ],
     ),
     _m(
+        "app-required-setting-stops-the-build",
+        "a build (the Nix sandbox, CI) compiles the app without its deployment's values",
+        "working/runtime/frontend.py",
+        [("    for_build()  # the app's", "    pass  # the app's")],
+        ["tests/test_app_settings.py::test_a_build_needs_no_deployment_value"],
+        fast=False,
+    ),
+    _m(
         "app-secret-not-masked-in-logs",
         "an app secret's value is masked in every log line",
         "working/runtime/app_settings.py",

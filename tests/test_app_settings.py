@@ -268,6 +268,22 @@ def test_compose_env_prints_the_lines_to_paste(tmp_path: Path) -> None:
     )
 
 
+def test_a_build_needs_no_deployment_value(tmp_path: Path) -> None:
+    """Values of the deployment (an API key) are absent from a build, the Nix sandbox's or
+    CI's: the app compiles with a required setting unset, which then reads as empty."""
+    tree = user_app(tmp_path)
+    values = app_settings.load({}, USER_SETTINGS, deployed=False)
+    assert values == {"PAYMENT_API_KEY": "", "PAYMENT_MODE": "test"}
+    with pytest.raises(ConfigError, match="PAYMENT_MODE is 'x'"):
+        app_settings.load({"PAYMENT_MODE": "x"}, USER_SETTINGS, deployed=False)
+    # The real build: the same command the image's build runs, offline from the demo's lock.
+    out = tmp_path / "export"
+    lock = REPO / "nix" / "frontend"
+    result = run(tree, "build-frontend", "--out", str(out), "--lock", str(lock))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (out / "index.html").is_file()
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 def test_serve_shows_the_notice_and_never_logs_the_secret(  # type: ignore[no-untyped-def]

@@ -119,15 +119,21 @@ def declared() -> tuple[AppSetting, ...]:
     return parse(PATH.read_text())
 
 
-def load(environ: Mapping[str, str], settings: tuple[AppSetting, ...]) -> Mapping[str, str]:
-    """Each declared setting's value, checked; secrets are remembered so logs mask them."""
-    return MappingProxyType({s.name: _value(s, environ.get(s.name)) for s in settings})
+def load(
+    environ: Mapping[str, str], settings: tuple[AppSetting, ...], *, deployed: bool = True
+) -> Mapping[str, str]:
+    """Each declared setting's value, checked; secrets are remembered so logs mask them.
+
+    Not `deployed` (a build): a required setting may be missing, and reads as empty."""
+    return MappingProxyType({s.name: _value(s, environ.get(s.name), deployed) for s in settings})
 
 
-def _value(s: AppSetting, raw: str | None) -> str:
+def _value(s: AppSetting, raw: str | None, deployed: bool) -> str:
     value = None if raw is None else raw.strip()
     if s.secret and value:
         register_secret(value)  # before any error below could carry it
+    if s.required and not value and not deployed:
+        return ""
     declared_in = f"declared in {SHOWN}"
     if s.required and raw is None:
         raise ConfigError(s.name, "is not set", f"a value ({s.help}); required, {declared_in}")

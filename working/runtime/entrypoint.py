@@ -21,7 +21,7 @@ from . import app_settings, logs
 from .contract import contract, exit_code
 from .errors import FrontendError, WorkingError
 from .frontend import LOCK_DIR
-from .settings import Settings, from_environ, load_port
+from .settings import Settings, for_build, from_environ, load_port
 
 log = logging.getLogger("working")
 
@@ -125,6 +125,7 @@ def healthcheck(args: argparse.Namespace) -> int:
 def build_frontend(args: argparse.Namespace) -> int:
     from . import frontend, reflex_config
 
+    for_build()
     reflex_config.load()  # before npm ci, which may take a minute and the network
     node_modules = Path(args.node_modules) if args.node_modules else None
     frontend.build(Path(args.out), node_modules=node_modules, lock_dir=Path(args.lock))
@@ -134,6 +135,7 @@ def build_frontend(args: argparse.Namespace) -> int:
 def lock_frontend(args: argparse.Namespace) -> int:
     from . import frontend
 
+    for_build()
     frontend.refresh_lock(Path(args.lock))
     print(f"wrote {args.lock}/package.json and package-lock.json; commit them")
     return exit_code("ok")
@@ -142,6 +144,7 @@ def lock_frontend(args: argparse.Namespace) -> int:
 def new_migration(args: argparse.Namespace) -> int:
     from . import migrations
 
+    for_build()
     logs.configure()
     written = migrations.new_revision(args.message)
     print(f"wrote {written}; read it, adjust it if needed, and commit it")

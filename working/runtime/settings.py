@@ -107,7 +107,8 @@ class Settings:
         return app_settings.masked(app_settings.declared(), self.app_env)
 
 
-def load(environ: Mapping[str, str]) -> Settings:
+def load(environ: Mapping[str, str], *, deployed: bool = True) -> Settings:
+    """`deployed=False` for a build: the app's required settings may be missing there."""
     env = _Reader(environ)
     environment = env.choice("REFLEX_ENV", _ENVIRONMENTS)
     data_dir = Path(env.text("DATA_DIR"))
@@ -149,7 +150,7 @@ def load(environ: Mapping[str, str]) -> Settings:
         frontend_dir=Path(env.text("FRONTEND_DIR")),
         git_commit=env.text("GIT_COMMIT") or "unknown",
         app_version=env.text("APP_VERSION") or _package_version(),
-        app_env=app_settings.load(environ, app_settings.declared()),
+        app_env=app_settings.load(environ, app_settings.declared(), deployed=deployed),
     )
 
 
@@ -167,10 +168,23 @@ def load_port(environ: Mapping[str, str]) -> int:
     return _port(_Reader(environ))
 
 
+# False in a process that builds rather than runs the app (build-frontend, lock-frontend,
+# new-migration): it has no deployment (the Nix sandbox, CI), so the app's required settings,
+# such as an API key, may be missing there and read as empty.
+_deployed = True
+
+
+def for_build() -> None:
+    """Call before the first `from_environ()` of a process that builds the app."""
+    global _deployed
+    _deployed = False
+    from_environ.cache_clear()
+
+
 @cache
 def from_environ() -> Settings:
     """The process's settings, parsed once. Only the edges (CLI, rxconfig.py) call this."""
-    return load(os.environ)
+    return load(os.environ, deployed=_deployed)
 
 
 class _Reader:
