@@ -48,7 +48,8 @@ class AppSetting:
     def compose_value(self) -> str:
         """Its value in compose.yaml's `environment:`, read the way the runtime's are: required
         is a bare `${NAME:?}` (Coolify reads text after `:?` as a prefilled value), a blank
-        takes the default unless blank has a meaning here (`empty_ok`)."""
+        takes the default unless blank has a meaning here (`empty_ok`). Coolify's parser knows
+        all three operators (`:-`, `-`, `:?`): it offers NAME, prefilled with the default."""
         if self.required:
             return f"${{{self.name}:?}}"
         operator = "-" if self.empty_ok and self.default else ":-"
