@@ -95,6 +95,55 @@ MUTATIONS = [
         ],
         ["tests/test_masking.py"],
     ),
+    # -- the app's own settings (working/settings.toml) ------------------------------------------
+    _m(
+        "app-required-setting-unset-starts",
+        "a required app setting unset stops every start with one line and exit 2",
+        "working/runtime/app_settings.py",
+        [("    if s.required and raw is None:\n", "    if False:\n")],
+        [
+            "tests/test_app_settings.py::"
+            "test_a_required_app_setting_unset_stops_with_one_line_and_exit_2[serve]",
+            "tests/test_app_settings.py::test_a_bad_value_is_the_runtimes_one_line",
+        ],
+    ),
+    _m(
+        "app-required-setting-stops-the-build",
+        "a build (the Nix sandbox, CI) compiles the app without its deployment's values",
+        "working/runtime/frontend.py",
+        [("    for_build()  # the app's", "    pass  # the app's")],
+        ["tests/test_app_settings.py::test_a_build_needs_no_deployment_value"],
+        fast=False,
+    ),
+    _m(
+        "app-secret-not-masked-in-logs",
+        "an app secret's value is masked in every log line",
+        "working/runtime/app_settings.py",
+        [("        register_secret(value)  # before", "        pass  # before")],
+        [
+            "tests/test_app_settings.py::"
+            "test_a_secret_is_masked_in_check_config_and_in_every_log_line",
+        ],
+    ),
+    _m(
+        "app-secret-shown-by-check-config",
+        "check-config shows a set app secret as ***",
+        "working/runtime/app_settings.py",
+        [
+            (
+                "    return {s.name: MASK if s.secret and values[s.name] else values[s.name]",
+                "    return {s.name: values[s.name]",
+            )
+        ],
+        ["tests/test_app_settings.py::test_check_config_shows_the_apps_settings_secrets_masked"],
+    ),
+    _m(
+        "app-setting-missing-from-compose",
+        "compose.yaml offers every setting the app declares (Coolify shows only those)",
+        "compose.yaml",
+        [("      SITE_NOTICE: ${SITE_NOTICE:-}\n", "")],
+        ["tests/test_compose.py::test_every_deploy_setting_of_the_contract_is_in_the_file"],
+    ),
     # -- exit codes and the wait ---------------------------------------------------------------
     _m(
         "config-error-exit-1",

@@ -23,6 +23,8 @@ import jsonschema
 import pytest
 import yaml
 
+from working.runtime import app_settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = REPO_ROOT / "compose.yaml"
 COMPOSE_DEV = REPO_ROOT / "compose.dev.yaml"
@@ -319,19 +321,25 @@ def test_read_only_root_with_writable_tmp(app, contract):
     assert {v.split(":")[1] for v in app["volumes"]} == {contract["image"]["data_dir"]}
 
 
+def _app_declared() -> dict[str, app_settings.AppSetting]:
+    """The app's own settings, as it declares them (working/settings.toml)."""
+    return {setting.name: setting for setting in app_settings.declared()}
+
+
 def test_environment_names_are_in_the_contract(raw_app, contract):
-    known = set(contract["env"])
+    known = set(contract["env"]) | set(_app_declared())
     environment = raw_app["environment"]
-    assert set(environment) <= known, f"unknown to the contract: {set(environment) - known}"
+    assert set(environment) <= known, f"declared nowhere: {set(environment) - known}"
     referenced = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", json.dumps(load_compose({}, raw=True))))
     assert referenced <= known | DEPLOY_ONLY_VARS, referenced - known - DEPLOY_ONLY_VARS
 
 
 def test_every_deploy_setting_of_the_contract_is_in_the_file(raw_app, contract):
     """Coolify offers only the variables named under `environment:`: a setting missing there
-    cannot be tuned in its UI (contract `compose = false`: set by the image, or not a setting)."""
+    cannot be tuned in its UI (contract `compose = false`: set by the image, or not a setting).
+    Exactly those of the runtime and every one the app declares, nothing else."""
     settings = {name for name, spec in contract["env"].items() if spec.get("compose", True)}
-    assert settings - set(raw_app["environment"]) == set()
+    assert set(raw_app["environment"]) == settings | set(_app_declared())
 
 
 def test_defaults_are_the_contract_defaults(raw_app, contract):
@@ -341,13 +349,63 @@ def test_defaults_are_the_contract_defaults(raw_app, contract):
         if match is None:
             continue  # a fixed value, checked elsewhere
         assert match["var"] == name, f"{name} is fed from another variable ({match['var']})"
-        if match["default"] is not None:
+        if match["default"] is not None and name in contract["env"]:
             spec = contract["env"][name]
             assert match["default"] == spec.get("compose_default", spec["default"]), name
 
 
+def test_app_settings_are_offered_as_declared(raw_app):
+    """Each of the app's settings reaches it from compose.yaml the way the file declares it:
+    unset, it gets its default; a required one unset or blank stops the deploy at Compose."""
+    for name, setting in _app_declared().items():
+        value = raw_app["environment"][name]
+        assert value == setting.compose_value(), name
+        if setting.required:
+            for environ in ({}, {name: ""}):
+                with pytest.raises(InterpolationError, match=name):
+                    interpolate(value, environ)
+            continue
+        passed = {name: interpolate(value, {})}
+        assert app_settings.load(passed, (setting,))[name] == setting.default, name
+        if setting.empty_ok:
+            assert interpolate(value, {name: ""}) == ""
+
+
+def test_app_settings_block_is_what_check_config_prints():
+    """The user pastes `working check-config --compose-env` into compose.yaml: what it prints
+    is what the file holds, comments included."""
+    block = app_settings.compose_environment(app_settings.declared())
+    assert block + "\n" in COMPOSE.read_text()
+
+
+@pytest.mark.parametrize(
+    ("declaration", "expected"),
+    [
+        ("required = true", "${KEY:?}"),
+        ('default = "10"', "${KEY:-10}"),
+        ('default = ""', "${KEY:-}"),
+        ('default = "on"\nempty_ok = true', "${KEY-on}"),
+        ("secret = true", "${KEY:-}"),
+    ],
+)
+def test_compose_forms_follow_the_declaration(declaration, expected):
+    """The forms compose.yaml uses for the runtime's own: `:?` bare for required, `:-` where a
+    blank means "the default", `-` where a blank is a value of its own."""
+    (setting,) = app_settings.parse(f'[env.KEY]\nhelp = "h"\n{declaration}\n')
+    assert setting.compose_value() == expected
+    if setting.required:
+        with pytest.raises(InterpolationError, match="KEY"):
+            interpolate(expected, {"KEY": ""})
+    else:
+        blank = interpolate(expected, {"KEY": ""})
+        assert app_settings.load({"KEY": blank}, (setting,))["KEY"] == (
+            "" if setting.empty_ok else setting.default
+        )
+
+
 def test_secrets_are_never_written_in_the_file(raw_app, contract):
     secrets = {name for name, spec in contract["env"].items() if spec.get("secret")}
+    secrets |= {name for name, setting in _app_declared().items() if setting.secret}
     for name in secrets & set(raw_app["environment"]):
         assert raw_app["environment"][name].startswith("${"), f"{name} must come from a variable"
 

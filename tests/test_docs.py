@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from services import REPO, base_env
+from working.runtime import app_settings
 from working.runtime.contract import contract
 
 DOC = REPO / "docs" / "your-app.md"
@@ -120,8 +121,16 @@ def test_every_command_it_names_is_one_the_entrypoint_parses(command: str) -> No
     assert f"usage: working {command}" in result.stdout
 
 
+def _declared_in_examples() -> set[str]:
+    """The names the guide's `toml` blocks declare: valid declarations of the app's own."""
+    blocks = re.findall(r"^```toml\n(.*?)^```$", TEXT, flags=re.MULTILINE | re.DOTALL)
+    return {setting.name for block in blocks for setting in app_settings.parse(block)}
+
+
 def test_every_variable_it_names_is_in_the_contract() -> None:
-    env = set(contract()["env"])
+    """The runtime's, the app's own (working/settings.toml), or declared in the guide's example."""
+    env = set(contract()["env"]) | {setting.name for setting in app_settings.declared()}
+    env |= _declared_in_examples()
     named = set(re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", TEXT))
     named |= {m.split("=")[0] for m in _code() if re.fullmatch(r"[A-Z][A-Z0-9_]*(=\S*)?", m)}
     assert {"PORT", "DATABASE_URL", "REDIS_URL", "ALLOWED_ORIGINS", "RUN_MIGRATIONS"} <= named

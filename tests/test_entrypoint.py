@@ -21,6 +21,7 @@ from services import (
     base_env,
     free_port,
 )
+from working.runtime import app_settings
 from working.runtime.contract import contract
 from working.runtime.settings import SQLITE_FILE
 
@@ -92,11 +93,15 @@ def test_check_config_prints_effective_settings_masked(tmp_path: Path) -> None:
         "check-config", env=base_env(DATABASE_URL=url, REDIS_URL="redis://:r3dis-pw@cache:6379/0")
     )
     assert result.returncode == 0, result.stderr
-    lines = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    # An env file: NAME=value lines, the app's own settings after a `#` line of their own.
+    printed = [line for line in result.stdout.splitlines() if not line.startswith("#")]
+    lines = dict(line.split("=", 1) for line in printed)
     assert lines["DATABASE_URL"] == "postgresql+psycopg://app:***@db.internal:5432/app"
     assert lines["REDIS_URL"] == "redis://:***@cache:6379/0"
     assert lines["PORT"] == "3000"
-    assert set(lines) <= set(contract()["env"])
+    app_names = {setting.name for setting in app_settings.declared()}
+    assert set(lines) <= set(contract()["env"]) | app_names
+    assert app_names <= set(lines)
     assert_no_password(result.stdout, url)
     assert "r3dis-pw" not in result.stdout
 

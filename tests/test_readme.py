@@ -7,18 +7,28 @@ import re
 import sys
 
 from services import REPO
+from working.runtime import app_settings
 from working.runtime.contract import contract
 
 README = (REPO / "README.md").read_text()
 
 
-def _settings_table() -> dict[str, tuple[str, str]]:
-    rows = re.findall(r"^\| `([A-Z_]+)` \| (.+?) \| (.+?) \|$", README, flags=re.MULTILINE)
+APP_SETTINGS_HEADING = "\n### The app's own settings\n"
+
+
+def _settings_table(text: str) -> dict[str, tuple[str, str]]:
+    rows = re.findall(r"^\| `([A-Z_]+)` \| (.+?) \| (.+?) \|$", text, flags=re.MULTILINE)
     return {name: (default, meaning) for name, default, meaning in rows}
 
 
+def _settings_tables() -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+    """The runtime's table, and the app's under its own heading (README, "Settings")."""
+    runtime, app = README.split(APP_SETTINGS_HEADING, 1)
+    return _settings_table(runtime), _settings_table(app.split("\n## ", 1)[0])
+
+
 def test_settings_table_matches_the_contract() -> None:
-    table = _settings_table()
+    table, _ = _settings_tables()
     env = contract()["env"]
     assert list(table) == list(env)
     for name, spec in env.items():
@@ -26,6 +36,21 @@ def test_settings_table_matches_the_contract() -> None:
         assert default == (f"`{spec['default']}`" if spec["default"] else "(unset)"), name
         expected = spec["help"] + (" (secret)" if spec.get("secret") else "")
         assert meaning == expected, name
+
+
+def test_app_settings_table_matches_the_apps_declaration() -> None:
+    _, table = _settings_tables()
+    declared = app_settings.declared()
+    assert list(table) == [setting.name for setting in declared]
+    for setting in declared:
+        default, meaning = table[setting.name]
+        if setting.required:
+            assert default == "(required)", setting.name
+        else:
+            assert default == (f"`{setting.default}`" if setting.default else "(unset)")
+        choices = f" (one of: {', '.join(setting.choices)})" if setting.choices else ""
+        expected = setting.help + choices + (" (secret)" if setting.secret else "")
+        assert meaning == expected, setting.name
 
 
 def test_commands_table_lists_every_subcommand() -> None:

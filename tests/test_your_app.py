@@ -34,6 +34,8 @@ LOCK = APP / "frontend"
 # An arbitrary value: only Tailwind compiling the page's classes turns it into CSS.
 BANNER_BACKGROUND = "rgb(15, 118, 110)"  # bg-[#0f766e]
 BANNER_PADDING = "24px"  # p-6: Tailwind v4's theme spacing (0.25rem) times 6
+# The fixture's own setting (tests/apps/tailnotes/working/settings.toml), set at serve time only.
+TITLE = "The Analytical Guestbook"
 
 
 def assemble(root: Path) -> Path:
@@ -102,6 +104,7 @@ def test_built_served_and_driven_in_a_browser(built: Built, browser, tmp_path: P
         PORT=str(port),
         DATA_DIR=str(data),
         FRONTEND_DIR=str(built.export),
+        GUESTBOOK_TITLE=TITLE,
     )
     server = Server(env, port, cwd=built.tree, command=runtime("serve")).start()
     try:
@@ -150,6 +153,9 @@ def _check(server: Server, built: Built, data: Path, browser) -> None:  # type: 
         page.goto(f"{server.url}/")
     socket = opened.value
     page.locator("#entry-count").filter(has_text="0 entries").wait_for()
+    # The app's own setting, from the serving process's environment: the export has the default.
+    page.locator("#title").filter(has_text=TITLE).wait_for()
+    assert TITLE not in (built.export / "index.html").read_text()
 
     # Tailwind was compiled into the export: utilities apply.
     banner = page.locator("#banner")

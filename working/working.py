@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from . import auth, housekeeping, login, login_guard, notes, session_cookie
 from .runtime import db, health
-from .runtime.settings import from_environ
+from .runtime.settings import app_setting, from_environ
 
 log = logging.getLogger("working.app")
 
@@ -207,6 +207,21 @@ class StatusState(rx.State):
         self.outage = DATABASE_DOWN if body["database"]["status"] != "connected" else ""
 
 
+class SiteState(rx.State):
+    @rx.var
+    def notice(self) -> str:
+        # Computed by the serving process, not baked into the export: the notice follows the
+        # deployment's SITE_NOTICE (working/settings.toml) without a rebuild.
+        return app_setting("SITE_NOTICE")
+
+
+def site_notice() -> rx.Component:
+    return rx.cond(
+        SiteState.notice != "",
+        rx.callout(SiteState.notice, icon="info", role="status", id="site-notice", width="100%"),
+    )
+
+
 def navbar() -> rx.Component:
     return rx.hstack(
         rx.heading("working", size="5"),
@@ -231,7 +246,7 @@ def navbar() -> rx.Component:
 def layout(*children: rx.Component) -> rx.Component:
     return rx.vstack(
         navbar(),
-        rx.container(rx.vstack(*children, spacing="4"), size="2"),
+        rx.container(rx.vstack(site_notice(), *children, spacing="4"), size="2"),
         width="100%",
     )
 

@@ -17,11 +17,11 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import logs
+from . import app_settings, logs
 from .contract import contract, exit_code
 from .errors import FrontendError, WorkingError
 from .frontend import LOCK_DIR
-from .settings import Settings, from_environ, load_port
+from .settings import Settings, for_build, from_environ, load_port
 
 log = logging.getLogger("working")
 
@@ -82,12 +82,20 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def check_config(args: argparse.Namespace) -> int:
+    if args.compose_env:
+        # What the app declares, not what this machine's environment holds.
+        print(app_settings.compose_environment(app_settings.declared()))
+        return exit_code("ok")
     settings = _settings()
     from . import reflex_config
 
     reflex_config.load()
     for name, value in settings.masked().items():
         print(f"{name}={value}")
+    if settings.app_env:
+        print(f"# the app's own settings ({app_settings.SHOWN})")
+        for name, value in settings.app_masked().items():
+            print(f"{name}={value}")
     return exit_code("ok")
 
 
@@ -118,6 +126,7 @@ def build_frontend(args: argparse.Namespace) -> int:
     from . import frontend, reflex_config
 
     _logging()
+    for_build()
     reflex_config.load()  # before npm ci, which may take a minute and the network
     node_modules = Path(args.node_modules) if args.node_modules else None
     frontend.build(Path(args.out), node_modules=node_modules, lock_dir=Path(args.lock))
@@ -128,6 +137,7 @@ def lock_frontend(args: argparse.Namespace) -> int:
     from . import frontend, reflex_config
 
     _logging()
+    for_build()
     reflex_config.load()
     frontend.refresh_lock(Path(args.lock))
     print(f"wrote {args.lock}/package.json and package-lock.json; commit them")
@@ -137,6 +147,7 @@ def lock_frontend(args: argparse.Namespace) -> int:
 def new_migration(args: argparse.Namespace) -> int:
     from . import migrations
 
+    for_build()
     logs.configure()
     written = migrations.new_revision(args.message)
     print(f"wrote {written}; read it, adjust it if needed, and commit it")
@@ -219,6 +230,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="a node_modules provisioned from the committed lock: with it the build never "
         "uses the network (default: provision one with npm ci into ~/.cache/working)",
+    )
+    subs["check-config"].add_argument(
+        "--compose-env",
+        action="store_true",
+        help="print the lines of the app's own settings (working/settings.toml) for "
+        "compose.yaml's environment:, instead of checking this environment",
     )
     subs["new-migration"].add_argument(
         "-m", "--message", required=True, help='what it changes, e.g. "add greetings"'

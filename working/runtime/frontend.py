@@ -27,6 +27,7 @@ from pathlib import Path
 from . import app as app_seam
 from .errors import FrontendError, WorkingError
 from .nodejs import program, require_node_and_npm
+from .settings import for_build
 
 LOCK_DIR = Path("nix") / "frontend"
 LOCK_FILES = ("package.json", "package-lock.json")
@@ -515,6 +516,7 @@ def _run(command: list[str], *, env: dict[str, str], cwd: str | Path) -> None:
 if __name__ == "__main__":
     # The parent read rxconfig.py at the edge and named each field the runtime overrides.
     logging.getLogger("working.rxconfig").setLevel(logging.ERROR)
+    for_build()  # the app's required settings are its deployment's, not the build's
     try:
         {"build": _child_build, "check": _child_check, "lock": _child_lock}[sys.argv[1]]()
     except WorkingError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
+from . import app_settings
 from .contract import contract, env_default
 from .errors import ConfigError
 from .masking import mask_url, register_secret
@@ -60,6 +61,9 @@ class Settings:
     frontend_dir: Path
     git_commit: str
     app_version: str
+    # The app's own settings (working/settings.toml), by name; secrets among them are printed
+    # only through `app_masked()`.
+    app_env: Mapping[str, str] = field(repr=False, hash=False)
 
     @property
     def database_backend(self) -> str:
@@ -98,8 +102,13 @@ class Settings:
             "APP_VERSION": self.app_version,
         }
 
+    def app_masked(self) -> dict[str, str]:
+        """The app's own settings as environment-style text, secrets masked."""
+        return app_settings.masked(app_settings.declared(), self.app_env)
 
-def load(environ: Mapping[str, str]) -> Settings:
+
+def load(environ: Mapping[str, str], *, deployed: bool = True) -> Settings:
+    """`deployed=False` for a build: the app's required settings may be missing there."""
     env = _Reader(environ)
     environment = env.choice("REFLEX_ENV", _ENVIRONMENTS)
     data_dir = Path(env.text("DATA_DIR"))
@@ -141,7 +150,17 @@ def load(environ: Mapping[str, str]) -> Settings:
         frontend_dir=Path(env.text("FRONTEND_DIR")),
         git_commit=env.text("GIT_COMMIT") or "unknown",
         app_version=env.text("APP_VERSION") or _package_version(),
+        app_env=app_settings.load(environ, app_settings.declared(), deployed=deployed),
     )
+
+
+def app_setting(name: str) -> str:
+    """One of the app's own settings, as checked at start: how the app reads what it declares
+    in working/settings.toml (reading os.environ directly works too, unchecked)."""
+    values = from_environ().app_env
+    if name not in values:
+        raise ConfigError(name, "is not declared", f"an [env.{name}] table in {app_settings.SHOWN}")
+    return values[name]
 
 
 def load_port(environ: Mapping[str, str]) -> int:
@@ -149,10 +168,23 @@ def load_port(environ: Mapping[str, str]) -> int:
     return _port(_Reader(environ))
 
 
+# False in a process that builds rather than runs the app (build-frontend, lock-frontend,
+# new-migration): it has no deployment (the Nix sandbox, CI), so the app's required settings,
+# such as an API key, may be missing there and read as empty.
+_deployed = True
+
+
+def for_build() -> None:
+    """Call before the first `from_environ()` of a process that builds the app."""
+    global _deployed
+    _deployed = False
+    from_environ.cache_clear()
+
+
 @cache
 def from_environ() -> Settings:
     """The process's settings, parsed once. Only the edges (CLI, rxconfig.py) call this."""
-    return load(os.environ)
+    return load(os.environ, deployed=_deployed)
 
 
 class _Reader:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from working.runtime import db
+from working.runtime.settings import app_setting
 
 from .models import Entry
 
@@ -33,6 +34,11 @@ def _sign(session: Session, name: str, message: str) -> list[dict[str, str]]:
 class Guestbook(rx.State):
     entries: list[dict[str, str]] = []  # noqa: RUF012 (Reflex copies state defaults)
     error: str = ""
+
+    @rx.var
+    def title(self) -> str:
+        # The deployment's GUESTBOOK_TITLE (working/settings.toml), read by the serving process.
+        return app_setting("GUESTBOOK_TITLE")
 
     @rx.var
     def count_label(self) -> str:
@@ -62,7 +68,7 @@ _FIELD = "w-full rounded-lg border border-slate-300 px-3 py-2"
 def index() -> rx.Component:
     return rx.el.main(
         rx.el.header(
-            rx.el.h1("Guestbook", class_name="text-3xl font-bold"),
+            rx.el.h1(Guestbook.title, id="title", class_name="text-3xl font-bold"),
             rx.el.p(Guestbook.count_label, id="entry-count", class_name="text-sm"),
             id="banner",
             class_name="bg-[#0f766e] text-white p-6 rounded-xl",
