@@ -2,9 +2,12 @@
 
 Its rxconfig.py is a plain `rx.Config` with its own ports, the domain it was served on and its
 database file; it loads an external stylesheet (`rx.App(stylesheets=[...])`, here from a second
-local origin) and renders a dynamic component (a computed var returning `rx.Component`). Built
-and served by the runtime, it must work in Chromium with no CSP violation and no console error,
-its bundle calling its own origin; on plain `reflex run --env prod` the same app is the control.
+local origin), renders a dynamic component (a computed var returning `rx.Component`), and keeps
+a guestbook in an `rx.Model` through `rx.session()`, with the Alembic history `reflex db init`
+and `reflex db makemigrations` wrote (alembic.ini, alembic/). Built and served by the runtime
+after the one documented step (`working adopt-migrations`), it must work in Chromium with no
+CSP violation and no console error, its bundle calling its own origin; on plain `reflex run
+--env prod` the same app is the control.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import http.server
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,6 +35,8 @@ APP = REPO / "tests" / "apps" / "plainreflex"
 # The app's own lock is the demo's: it uses Radix Themes and nothing else from npm.
 LOCK = REPO / "nix" / "frontend"
 STYLED_COLOR = "rgb(1, 2, 3)"
+# The one revision `reflex db makemigrations` wrote for its rx.Model.
+REVISION = next(p.name for p in (APP / "alembic" / "versions").glob("*.py"))
 _RECORD_VIOLATIONS = """
 window.__violations = [];
 document.addEventListener("securitypolicyviolation", (e) => {
@@ -102,9 +108,30 @@ def test_on_the_runtime_unchanged(
 
     port = free_port()
     serve_env = env | {"PORT": str(port), "FRONTEND_DIR": str(export)}
+    # Its Reflex-style history is not in the package the image holds: one line, before any
+    # table is missing at run time.
+    refused = subprocess.run(
+        _runtime("serve"), cwd=tree, env=serve_env, capture_output=True, text=True, timeout=120
+    )
+    said = refused.stdout + refused.stderr
+    assert refused.returncode == 2, said
+    assert [line for line in said.splitlines() if line.startswith("[ERROR]")] == [
+        "[ERROR] alembic.ini and 1 revision(s) in alembic/versions are a Reflex-style Alembic "
+        "history, which the image does not hold; expected the history in working/migrations/: "
+        "run `uv run working adopt-migrations` once and commit the result "
+        "(docs/your-app.md, section 6)"
+    ], said
+    adopted = subprocess.run(
+        _runtime("adopt-migrations"), cwd=tree, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert (tree / "working" / "migrations" / "versions" / REVISION).is_file()
+    assert not (tree / "alembic.ini").exists()
+
     server = Server(serve_env, port, cwd=tree, command=_runtime("serve")).start()
     try:
         _wait(f"{server.url}/livez", server)
+        assert f"migrations: applied empty -> {REVISION.split('_')[0]}" in server.output
         # The start says what the policy allows beyond its base, and why.
         assert any(
             "content security policy:" in line
@@ -116,11 +143,15 @@ def test_on_the_runtime_unchanged(
         assert "object-src 'none'" in csp
         assert "frame-ancestors 'none'" in csp
         assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";", 1)[0]
-        _drive(browser, server.url)
+        _drive(browser, server)
         server.signal(signal.SIGTERM)
         assert server.wait(30) == 0, server.output
     finally:
         server.stop()
+    # rx.session() used the runtime's engine: Reflex's "run reflex db init" never applied.
+    assert "reflex db init" not in server.output
+    with sqlite3.connect(tmp_path / "data" / "working.db") as conn:
+        assert conn.execute("SELECT text FROM entry").fetchall() == [("signed in Chromium",)]
 
 
 @pytest.mark.timeout(900)
@@ -130,7 +161,8 @@ def test_on_plain_reflex_the_control(
     """The same app on `reflex run --env prod`, as its user ran it before: the app works there
     too, so what the runtime test sees is the runtime's doing, not the app's."""
     plain = tmp_path / "plain"
-    shutil.copytree(tree, plain, ignore=shutil.ignore_patterns("runtime", "__pycache__"))
+    # The app as its user has it (the runtime test adopts its history in its own tree).
+    shutil.copytree(APP, plain, ignore=shutil.ignore_patterns("__pycache__"))
     port = free_port()
     env = base_env(
         PORT=str(port),
@@ -148,16 +180,32 @@ def test_on_plain_reflex_the_control(
     )
     env.pop("PYTHONPATH", None)
     reflex = Path(sys.executable).with_name("reflex")
+    migrated = subprocess.run(
+        [str(reflex), "db", "migrate"],
+        cwd=plain,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     server = Server(env, port, cwd=plain, command=[str(reflex), "run", "--env", "prod"]).start()
     try:
         _wait(f"{server.url}/ping", server, timeout=600)
         _wait(f"{server.url}/", server, timeout=120)
-        _drive(browser, server.url)
+        _drive(browser, server)
     finally:
         server.stop()
 
 
-def _drive(browser, url: str) -> None:  # type: ignore[no-untyped-def]
+def _drive(browser, server: Server) -> None:  # type: ignore[no-untyped-def]
+    try:
+        _use(browser, server.url)
+    except Exception as exc:
+        raise AssertionError(f"{exc}\n--- the server said:\n{server.output[-6000:]}") from exc
+
+
+def _use(browser, url: str) -> None:  # type: ignore[no-untyped-def]
     context = browser.new_context()
     context.add_init_script(_RECORD_VIOLATIONS)
     page = context.new_page()
@@ -179,6 +227,11 @@ def _drive(browser, url: str) -> None:  # type: ignore[no-untyped-def]
             badge.wait_for(timeout=10_000)
         seen = (page.evaluate("window.__violations"), errors, page.content()[-3000:])
         assert badge.is_visible(), seen
+        page.locator("#entry-text").fill("signed in Chromium")
+        page.locator("#entry-submit").click()
+        page.locator(".entry").filter(has_text="signed in Chromium").wait_for(timeout=10_000)
+        page.reload()
+        page.locator(".entry").filter(has_text="signed in Chromium").wait_for(timeout=30_000)
         color = page.eval_on_selector("#styled", "e => getComputedStyle(e).color")
         assert color == STYLED_COLOR, "the external stylesheet was not applied"
         assert page.evaluate("window.__violations") == []

@@ -47,15 +47,15 @@ def find_reflex_history(root: Path) -> ReflexHistory | None:
     ini = root / "alembic.ini"
     if not ini.is_file():
         return None
-    parser = configparser.ConfigParser()
+    # %(here)s is the file's own directory, as Alembic defines it.
+    parser = configparser.ConfigParser(defaults={"here": str(ini.parent)})
     try:
         parser.read(ini)
         location = parser.get("alembic", "script_location", fallback="alembic")
     except configparser.Error as exc:
         raise ConfigError(
-            f"{ini}", f"is not an Alembic config ({exc.message})", "alembic.ini"
+            str(ini), f"is not an Alembic config ({exc.message})", "an [alembic] section"
         ) from None
-    location = location.replace("%(here)s", str(ini.parent))
     return ReflexHistory(ini, (ini.parent / location / "versions").resolve())
 
 

@@ -145,12 +145,27 @@ def lock_frontend(args: argparse.Namespace) -> int:
 
 
 def new_migration(args: argparse.Namespace) -> int:
-    from . import migrations
+    from . import migrations, reflex_config
 
     for_build()
     logs.configure()
+    reflex_config.load()  # an env.py that imports the app's module makes an rx.App
     written = migrations.new_revision(args.message)
     print(f"wrote {written}; read it, adjust it if needed, and commit it")
+    return exit_code("ok")
+
+
+def adopt_migrations(args: argparse.Namespace) -> int:
+    from . import adopt
+    from .app import MIGRATIONS, PACKAGE
+    from .reflex_config import rxconfig_path
+
+    _logging()
+    root = rxconfig_path().parent
+    for line in adopt.adopt(
+        root, Path(str(MIGRATIONS)), models=args.models or f"{PACKAGE}.{PACKAGE}"
+    ):
+        print(line)
     return exit_code("ok")
 
 
@@ -200,6 +215,10 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
         new_migration,
         "write the app's next migration from its models (Alembic autogenerate)",
     ),
+    "adopt-migrations": (
+        adopt_migrations,
+        "move a Reflex-style history (alembic.ini, alembic/) into working/migrations, once",
+    ),
 }
 
 
@@ -239,6 +258,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     subs["new-migration"].add_argument(
         "-m", "--message", required=True, help='what it changes, e.g. "add greetings"'
+    )
+    subs["adopt-migrations"].add_argument(
+        "--models",
+        metavar="MODULE",
+        help="the module whose import defines the app's rx.Model tables, for env.py "
+        "(default: the app's module, working.working)",
     )
     for name in ("build-frontend", "lock-frontend"):
         subs[name].add_argument(

@@ -85,6 +85,10 @@ def apply(eng: Engine) -> None:
         return
     from alembic import command
 
+    from . import reflex_config
+
+    # The app's env.py may import its module, which makes an rx.App and reads rxconfig.py.
+    reflex_config.load()
     config = _config()
     try:
         with eng.connect() as conn, _migration_lock(conn):

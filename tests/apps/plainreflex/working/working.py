@@ -1,4 +1,5 @@
-"""A counter with a dynamic component and an external stylesheet, written the ordinary way."""
+"""A counter with a dynamic component, an external stylesheet and a guestbook in rx.Model,
+written the ordinary way: rx.session(), and a history from `reflex db makemigrations`."""
 
 import os
 
@@ -24,14 +25,44 @@ class CounterState(rx.State):
         return rx.badge(f"clicked {self.count} times", id="badge", color_scheme="green")
 
 
+class Entry(rx.Model, table=True):
+    text: str
+
+
+class GuestbookState(rx.State):
+    entries: list[str] = []
+
+    @rx.event
+    def load_entries(self) -> None:
+        with rx.session() as session:
+            self.entries = [e.text for e in session.exec(Entry.select().order_by(Entry.id)).all()]
+
+    @rx.event
+    def sign(self, form: dict[str, str]) -> None:
+        text = form.get("text", "").strip()
+        if not text:
+            return
+        with rx.session() as session:
+            session.add(Entry(text=text))
+            session.commit()
+        self.load_entries()
+
+
 def index() -> rx.Component:
     return rx.container(
         rx.heading("Plain Reflex", id="styled"),
         rx.button("Click", id="click", on_click=CounterState.increment),
         rx.text(CounterState.count, id="count"),
         CounterState.badge,
+        rx.form(
+            rx.input(name="text", id="entry-text", placeholder="Sign the guestbook"),
+            rx.button("Sign", id="entry-submit", type="submit"),
+            on_submit=GuestbookState.sign,
+            reset_on_submit=True,
+        ),
+        rx.foreach(GuestbookState.entries, lambda text: rx.text(text, class_name="entry")),
     )
 
 
 app = rx.App(stylesheets=[STYLESHEET])
-app.add_page(index, title="Plain Reflex")
+app.add_page(index, title="Plain Reflex", on_load=GuestbookState.load_entries)

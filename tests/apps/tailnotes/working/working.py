@@ -32,7 +32,7 @@ def _sign(session: Session, name: str, message: str) -> list[dict[str, str]]:
 
 
 class Guestbook(rx.State):
-    entries: list[dict[str, str]] = []  # noqa: RUF012 (Reflex copies state defaults)
+    entries: list[dict[str, str]] = []
     error: str = ""
 
     @rx.var
