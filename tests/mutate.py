@@ -454,6 +454,14 @@ MUTATIONS = [
             "test_new_migration_writes_the_apps_next_revision_and_the_runtime_applies_it"
         ],
     ),
+    # -- test helpers the Nix check depends on ----------------------------------------------
+    _m(
+        "large-asset-copy-read-only",
+        "the slow-download tests add their asset to a copy of a read-only (store) export",
+        "tests/slow_clients.py",
+        [("        directory.chmod(directory.stat().st_mode | stat.S_IWUSR)\n", "        pass\n")],
+        ["tests/test_slow_clients.py::test_the_large_asset_copy_works_on_a_read_only_export"],
+    ),
 ]
 
 
