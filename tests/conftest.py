@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import margins
 import pytest
 from pytest_check import expected_skips, skip_problems
 from slow_clients import export_with_large_asset as _with_large_asset
@@ -27,6 +28,13 @@ from working.runtime.settings import load
 # CI run can download (tests/test_nix.py says how to get them).
 _MUST_RUN = {"postgres", "redis", "browser", "nix", "privileged", "docker"}
 _counter = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        margins.load()
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -67,3 +67,17 @@ def test_checks_pytest_takes_selection_env_and_skips_from_the_one_file() -> None
 def test_ci_rehearses_the_check_after_the_suite() -> None:
     steps = (REPO / ".ci" / "run").read_text().splitlines()
     assert steps.index("uv run python -m tests.sandbox_check") > steps.index("uv run pytest")
+
+
+def test_the_check_states_the_load_its_time_bounds_assume(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/margins.py: every wall-clock upper bound scales with WORKING_TEST_LOAD, which the
+    check sets (builders run checks in parallel); a bad value is refused."""
+    import margins
+
+    monkeypatch.setenv("WORKING_TEST_LOAD", SPEC["env"]["WORKING_TEST_LOAD"])
+    assert margins.within(2) == 2 * float(SPEC["env"]["WORKING_TEST_LOAD"]) > 2
+    monkeypatch.setenv("WORKING_TEST_LOAD", "0.5")
+    with pytest.raises(
+        ValueError, match=r"WORKING_TEST_LOAD='0\.5': expected a number from 1 to 20"
+    ):
+        margins.within(2)
