@@ -3,14 +3,13 @@
 {
   lib,
   pkgs,
+  python,
   workspace,
   pyproject-nix,
   pyproject-build-systems,
   src,
 }:
 let
-  python = pkgs.python312;
-
   # Wheels first: every runtime dependency in uv.lock has a manylinux wheel for CPython 3.12 on
   # x86_64 and aarch64 (tests/test_nix.py checks the selection), so nothing is compiled.
   # uv2nix patches each wheel with autoPatchelfHook against the manylinux libraries.
