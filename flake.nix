@@ -34,15 +34,14 @@
     let
       inherit (nixpkgs) lib;
 
-      # The image (and everything that builds it) is Linux-only; the dev shell works on macOS too.
+      # The image (and everything that builds it) is Linux-only; the dev shell works on Apple
+      # silicon too. Not x86_64-darwin: nixpkgs 26.05 deprecates it (pkgs/top-level/default.nix
+      # warns on every evaluation for it) and 26.11 refuses it.
       linuxSystems = [
         "x86_64-linux"
         "aarch64-linux"
       ];
-      allSystems = linuxSystems ++ [
-        "x86_64-darwin"
-        "aarch64-darwin"
-      ];
+      allSystems = linuxSystems ++ [ "aarch64-darwin" ];
       forSystems = systems: f: lib.genAttrs systems (system: f (pkgsFor system));
       pkgsFor =
         system:
@@ -52,6 +51,8 @@
         };
 
       contract = import ./nix/contract.nix;
+      lock = builtins.fromJSON (builtins.readFile ./flake.lock);
+      toolchain = pkgs: import ./nix/toolchain.nix { inherit pkgs lock; };
       project = (builtins.fromTOML (builtins.readFile ./pyproject.toml)).project;
       workspace = uv2nix.lib.workspace.loadWorkspace { workspaceRoot = ./.; };
       src = import ./nix/source.nix { inherit lib; };
@@ -64,6 +65,7 @@
       build =
         pkgs:
         let
+          inherit (toolchain pkgs) nodejs;
           python = import ./nix/python.nix {
             inherit
               lib
@@ -73,8 +75,8 @@
               pyproject-build-systems
               src
               ;
+            inherit (toolchain pkgs) python;
           };
-          nodejs = pkgs.nodejs_20;
           frontend = pkgs.callPackage ./nix/frontend.nix {
             inherit contract nodejs src;
             inherit (python) venv;
@@ -109,14 +111,13 @@
         push = {
           type = "app";
           program = lib.getExe (app.pkgs.callPackage ./nix/push.nix { inherit (app) image; });
+          # Newer Nix warns on an app without meta.description (`nix flake check`).
+          meta.description = "Push the image to a registry with skopeo: REGISTRY/NAME TAG [TAG...]";
         };
       }) built;
 
       devShells = forSystems allSystems (pkgs: {
-        default = pkgs.callPackage ./nix/devshell.nix {
-          python = pkgs.python312;
-          nodejs = pkgs.nodejs_20;
-        };
+        default = pkgs.callPackage ./nix/devshell.nix { inherit (toolchain pkgs) python nodejs; };
       });
 
       # callPackages, not callPackage: callPackage would make the returned set itself

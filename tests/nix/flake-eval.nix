@@ -62,12 +62,18 @@ let
       value.drvPath
     else
       throw "flake attribute '${path}' is not a derivation";
+  # Nix's src/nix/flake.cc checkApp: `type = "app"`, a string `program`, no other attribute
+  # than type, program and meta; a missing meta.description only warns there, and fails here.
   appAt =
     path: value:
-    if (value.type or null) == "app" && builtins.isString (value.program or null) then
-      value.program
+    if !((value.type or null) == "app" && builtins.isString (value.program or null)) then
+      throw "flake attribute '${path}' is not an app definition"
+    else if lib.subtractLists [ "type" "program" "meta" ] (lib.attrNames value) != [ ] then
+      throw "app '${path}' has unsupported attribute '${lib.head (lib.subtractLists [ "type" "program" "meta" ] (lib.attrNames value))}'"
+    else if !builtins.isString (value.meta.description or null) then
+      throw "app '${path}' lacks attribute 'meta.description'"
     else
-      throw "flake attribute '${path}' is not an app definition";
+      value.program;
 
   perSystem =
     kind: judge:

@@ -151,6 +151,9 @@ def check_image_tar(path: str | Path, contract: dict[str, Any], project: dict[st
     assert (seen[data_dir].uid, seen[data_dir].gid) == (image["uid"], image["gid"])
     passwd = {line.split(":")[0]: line for line in _read(path, "etc/passwd").splitlines()}
     assert passwd[image["user"]].split(":")[2:4] == [str(image["uid"]), str(image["gid"])]
+    # No login shell: the field names /sbin/nologin, absent on purpose (nix/image.nix).
+    shell = passwd[image["user"]].split(":")[6]
+    assert PurePosixPath(shell).name not in SHELLS, f"the app user has a login shell: {shell}"
 
 
 def _read(path: str | Path, wanted: str) -> str:
