@@ -551,6 +551,33 @@ MUTATIONS = [
             "test_new_migration_writes_the_apps_next_revision_and_the_runtime_applies_it"
         ],
     ),
+    # -- an app written the Reflex way (tests/apps/plainreflex) -------------------------------
+    _m(
+        "sqlmodel-import-missing",
+        "a new revision for an rx.Model app imports sqlmodel, whose column types it names",
+        "working/runtime/migrations.py",
+        [('        autogen_context.imports.add("import sqlmodel")\n', "        pass\n")],
+        [
+            "tests/test_plain_reflex_app.py::"
+            "test_new_migration_on_the_adopted_history_writes_what_migrate_applies"
+        ],
+    ),
+    _m(
+        "reflex-history-ignored",
+        "a Reflex-style history not moved into the package stops the start in one line",
+        "working/runtime/migrations.py",
+        [("        _refuse_unadopted()\n        log.info(", "        log.info(")],
+        ["tests/test_plain_reflex_app.py::test_on_the_runtime_unchanged"],
+        fast=False,
+    ),
+    _m(
+        "reflex-engine-not-shared",
+        "rx.session() uses the runtime's engine (one pool; no 'run reflex db init' warning)",
+        "working/runtime/server.py",
+        [("    db.share_with_reflex(settings)\n", "")],
+        ["tests/test_plain_reflex_app.py::test_on_the_runtime_unchanged"],
+        fast=False,
+    ),
     # -- the Coolify deploy script (issue 20) --------------------------------------------------
     _m(
         "deploy-sends-force-false",

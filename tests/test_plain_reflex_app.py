@@ -251,3 +251,37 @@ def _wait(url: str, server: Server, timeout: float = 90) -> None:
                 return
         time.sleep(0.2)
     raise AssertionError(f"{url} not 200 after {timeout}s:\n{server.output}")
+
+
+def test_new_migration_on_the_adopted_history_writes_what_migrate_applies(tmp_path: Path) -> None:
+    """A field added to the app's rx.Model: the revision imports sqlmodel (its str columns are
+    sqlmodel's AutoString), as `reflex db makemigrations` makes it, and the runtime applies it."""
+    root = tmp_path / "app"
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(APP, root, ignore=skip)
+    shutil.copytree(REPO / "working" / "runtime", root / "working" / "runtime", ignore=skip)
+    env = base_env(PYTHONPATH=str(root), DATA_DIR=str(tmp_path / "data"))
+
+    def working(*args: str) -> str:
+        done = subprocess.run(
+            _runtime(*args), cwd=root, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    working("adopt-migrations")
+    module = root / "working" / "working.py"
+    module.write_text(
+        module.read_text().replace("    text: str\n", "    text: str\n    signer: str = ''\n", 1)
+    )
+    written = working("new-migration", "-m", "entry signer")
+    versions = root / "working" / "migrations" / "versions"
+    new = [p for p in versions.glob("*.py") if p.name != REVISION]
+    assert len(new) == 1, written
+    source = new[0].read_text()
+    assert "import sqlmodel" in source, source
+    assert "sqlmodel.sql.sqltypes.AutoString()" in source, source
+    assert "migrations: applied empty ->" in working("migrate")
+    with sqlite3.connect(tmp_path / "data" / "working.db") as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(entry)")}
+    assert columns == {"id", "text", "signer"}
