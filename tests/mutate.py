@@ -571,6 +571,14 @@ MUTATIONS = [
         fast=False,
     ),
     _m(
+        "build-reads-the-deployment-database",
+        "a build prerenders from a scratch SQLite database at the app's head, never DATABASE_URL",
+        "working/runtime/frontend.py",
+        [("        \"DATABASE_URL\": f\"sqlite:///{web.parent / 'build.db'}\",\n", "")],
+        ["tests/test_plain_reflex_app.py::test_on_the_runtime_unchanged"],
+        fast=False,
+    ),
+    _m(
         "reflex-engine-not-shared",
         "rx.session() uses the runtime's engine (one pool; no 'run reflex db init' warning)",
         "working/runtime/server.py",

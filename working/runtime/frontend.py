@@ -241,9 +241,13 @@ def _initialize_web_directory() -> Path:
     from reflex.utils import prerequisites
     from reflex.utils.frontend_skeleton import initialize_web_directory
 
-    from . import reflex_config
+    from . import db, migrations, reflex_config
+    from .settings import from_environ
 
     reflex_config.load()
+    settings = from_environ()
+    db.share_with_reflex(settings)
+    migrations.apply(db.engine())
     initialize_web_directory()
     return prerequisites.get_web_dir()
 
@@ -425,6 +429,10 @@ def _patch_same_origin(state_js: Path) -> None:
 def _reflex_environment(web: Path) -> dict[str, str]:
     return {
         **os.environ,
+        # A computed var may query the database while Reflex prerenders the pages: a build gets
+        # a scratch SQLite database at the app's head (empty tables), never a deployment's.
+        "DATABASE_URL": f"sqlite:///{web.parent / 'build.db'}",
+        "REDIS_URL": "",
         "REFLEX_WEB_WORKDIR": str(web),
         "REFLEX_STATES_WORKDIR": str(web.parent / ".states"),
         "REFLEX_ENV_MODE": "prod",

@@ -37,6 +37,13 @@ class GuestbookState(rx.State):
         with rx.session() as session:
             self.entries = [e.text for e in session.exec(Entry.select().order_by(Entry.id)).all()]
 
+    @rx.var(cache=False)
+    def signed(self) -> str:
+        # Read from the database whenever the state is sent, the page's first render included.
+        with rx.session() as session:
+            count = len(session.exec(Entry.select()).all())
+        return f"{count} signed"
+
     @rx.event
     def sign(self, form: dict[str, str]) -> None:
         text = form.get("text", "").strip()
@@ -60,6 +67,7 @@ def index() -> rx.Component:
             on_submit=GuestbookState.sign,
             reset_on_submit=True,
         ),
+        rx.text(GuestbookState.signed, id="signed"),
         rx.foreach(GuestbookState.entries, lambda text: rx.text(text, class_name="entry")),
     )
 
