@@ -536,7 +536,7 @@ MUTATIONS = [
         "rxconfig-read-after-the-wait",
         "a bad rxconfig.py is one line and exit 2 before the database wait, not after it",
         "working/runtime/entrypoint.py",
-        [("    reflex_config.load()\n    build_needed", "    build_needed")],
+        [("    module_name()\n    build_needed", "    build_needed")],
         [
             "tests/test_layout.py::test_a_bad_rxconfig_is_one_line_and_exit_2_before_anything_waits_or_builds"
         ],
@@ -571,10 +571,20 @@ MUTATIONS = [
         fast=False,
     ),
     _m(
+        "app-package-not-shipped",
+        "an app package the wheel (and image) would not hold stops check-config in one line",
+        "working/runtime/app.py",
+        [('    _check_shipped(package, rxconfig_path().parent / "pyproject.toml")\n', "")],
+        [
+            "tests/test_layout.py::"
+            "test_an_app_keeps_its_own_package_name_and_the_wheel_must_hold_it"
+        ],
+    ),
+    _m(
         "build-reads-the-deployment-database",
         "a build prerenders from a scratch SQLite database at the app's head, never DATABASE_URL",
         "working/runtime/frontend.py",
-        [("        \"DATABASE_URL\": f\"sqlite:///{web.parent / 'build.db'}\",\n", "")],
+        [('        "DATABASE_URL": f"sqlite:///{web.parent / \'build.db\'}",\n', "")],
         ["tests/test_plain_reflex_app.py::test_on_the_runtime_unchanged"],
         fast=False,
     ),

@@ -21,7 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "working"
 RUNTIME = PACKAGE / "runtime"
 SEAM = RUNTIME / "app.py"
-APP_MODULE = "working.working"
 
 
 def _module_name(path: Path) -> str:
@@ -68,7 +67,9 @@ def test_the_runtime_imports_nothing_of_the_app_but_through_its_seam() -> None:
         for path in sorted(RUNTIME.rglob("*.py"))
         if _app_imports(path)
     }
-    assert crossing == {str(SEAM.relative_to(REPO)): [APP_MODULE]}
+    # The seam imports the app by the name rxconfig.py gives it, never by a fixed import.
+    assert crossing == {}
+    assert "importlib.import_module(name)" in SEAM.read_text()
 
 
 def test_the_graph_reader_sees_relative_and_nested_imports() -> None:
@@ -180,11 +181,11 @@ def test_an_rxconfig_that_matches_the_runtime_says_nothing(tmp_path: Path) -> No
 
 
 _BAD_RXCONFIGS = {
-    # Another package than the one the runtime serves: not something it can substitute.
+    # An app the runtime cannot find: named, at once, with where it must be.
     "app_name": (
         'config = rx.Config(app_name="myapp", db_url="postgresql://u:s3cret@db.example/app")\n',
-        "[ERROR] rxconfig.py: app_name='myapp' names another package than the one the runtime "
-        "serves (working/working.py); expected app_name='working' or no app_name",
+        "[ERROR] rxconfig.py names the app 'myapp.myapp' but there is no myapp/myapp.py; "
+        "expected the app's package beside rxconfig.py",
     ),
     # Code that does not run: where, what, and how to see the whole traceback.
     "raises": (
@@ -347,3 +348,49 @@ def test_the_console_script_runs_the_contracts_entrypoint_module() -> None:
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {entrypoint["console_script"]: f"{entrypoint['module']}:main"}
     assert (REPO / Path(*entrypoint["module"].split("."))).with_suffix(".py").is_file()
+
+
+def test_an_app_keeps_its_own_package_name_and_the_wheel_must_hold_it(tmp_path: Path) -> None:
+    """rxconfig.py's app_name is the app (Reflex's `<app_name>/<app_name>.py`); in a checkout,
+    the wheel that becomes the image must ship that package, or the start says so at once."""
+    root = tmp_path
+    shutil.copytree(
+        RUNTIME, root / "working" / "runtime", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (root / "working" / "__init__.py").write_text("")
+    (root / "myapp").mkdir()
+    (root / "myapp" / "__init__.py").write_text("")
+    (root / "myapp" / "myapp.py").write_text(
+        "import reflex as rx\n\napp = rx.App()\napp.add_page(lambda: rx.text('mine'), route='/')\n"
+    )
+    (root / "rxconfig.py").write_text(
+        "import reflex as rx\n\nconfig = rx.Config(app_name='myapp', "
+        "disable_plugins=[rx.plugins.SitemapPlugin])\n"
+    )
+    pyproject = '[tool.hatch.build.targets.wheel]\npackages = ["working"{}]\n'
+    (root / "pyproject.toml").write_text(pyproject.format(""))
+    refused = _working(root, "check-config")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("[ERROR]")]
+    assert errors == [
+        "[ERROR] pyproject.toml: [tool.hatch.build.targets.wheel] packages is ['working'], "
+        "without the app's package 'myapp' (rxconfig.py's app_name); expected "
+        "['working', 'myapp'], so that the wheel and the image hold the app"
+    ], output
+
+    (root / "pyproject.toml").write_text(pyproject.format(', "myapp"'))
+    assert _working(root, "check-config").returncode == 0
+    # The seam loads it by that name.
+    probe = "from working.runtime import app; print(app.load().__class__.__name__)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=_env(root),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip().splitlines()[-1] == "App"

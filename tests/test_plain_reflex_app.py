@@ -1,6 +1,7 @@
 """An app written the ordinary Reflex way, unchanged: tests/apps/plainreflex.
 
-Its rxconfig.py is a plain `rx.Config` with its own ports, the domain it was served on and its
+Its package keeps its own name (plainreflex/plainreflex.py); its rxconfig.py is a plain
+`rx.Config` with its own ports, the domain it was served on and its
 database file; it loads an external stylesheet (`rx.App(stylesheets=[...])`, here from a second
 local origin), renders a dynamic component (a computed var returning `rx.Component`), and keeps
 a guestbook in an `rx.Model` through `rx.session()`, with the Alembic history `reflex db init`
@@ -71,10 +72,15 @@ def stylesheet_origin() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The app as the user has it, plus the runtime copied in beside its package."""
-    root = tmp_path_factory.mktemp("plainreflex") / "app"
+    return _assemble(tmp_path_factory.mktemp("plainreflex") / "app")
+
+
+def _assemble(root: Path) -> Path:
+    # Its own package, plainreflex/, beside the runtime's: nothing renamed, the demo absent.
     skip = shutil.ignore_patterns("__pycache__")
     shutil.copytree(APP, root, ignore=skip)
     shutil.copytree(REPO / "working" / "runtime", root / "working" / "runtime", ignore=skip)
+    (root / "working" / "__init__.py").write_text("")
     return root
 
 
@@ -265,10 +271,7 @@ def _wait(url: str, server: Server, timeout: float = 90) -> None:
 def test_new_migration_on_the_adopted_history_writes_what_migrate_applies(tmp_path: Path) -> None:
     """A field added to the app's rx.Model: the revision imports sqlmodel (its str columns are
     sqlmodel's AutoString), as `reflex db makemigrations` makes it, and the runtime applies it."""
-    root = tmp_path / "app"
-    skip = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(APP, root, ignore=skip)
-    shutil.copytree(REPO / "working" / "runtime", root / "working" / "runtime", ignore=skip)
+    root = _assemble(tmp_path / "app")
     env = base_env(PYTHONPATH=str(root), DATA_DIR=str(tmp_path / "data"))
 
     def working(*args: str) -> str:
@@ -279,7 +282,7 @@ def test_new_migration_on_the_adopted_history_writes_what_migrate_applies(tmp_pa
         return done.stdout + done.stderr
 
     working("adopt-migrations")
-    module = root / "working" / "working.py"
+    module = root / "plainreflex" / "plainreflex.py"
     module.write_text(
         module.read_text().replace("    text: str\n", "    text: str\n    signer: str = ''\n", 1)
     )

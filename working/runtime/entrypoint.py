@@ -45,9 +45,9 @@ def serve(args: argparse.Namespace) -> int:
     )
     # Before the database wait: what the app declares, and whether this machine can build the
     # frontend, are known at once.
-    from . import reflex_config
+    from .app import module_name
 
-    reflex_config.load()
+    module_name()
     build_needed = _frontend_build_needed(settings)
     _prepare_database(settings, migrate=settings.run_migrations)
     if settings.redis_url:
@@ -87,9 +87,9 @@ def check_config(args: argparse.Namespace) -> int:
         print(app_settings.compose_environment(app_settings.declared()))
         return exit_code("ok")
     settings = _settings()
-    from . import reflex_config
+    from .app import module_name
 
-    reflex_config.load()
+    module_name()
     for name, value in settings.masked().items():
         print(f"{name}={value}")
     if settings.app_env:
@@ -123,11 +123,12 @@ def healthcheck(args: argparse.Namespace) -> int:
 
 
 def build_frontend(args: argparse.Namespace) -> int:
-    from . import frontend, reflex_config
+    from . import frontend
+    from .app import module_name
 
     _logging()
     for_build()
-    reflex_config.load()  # before npm ci, which may take a minute and the network
+    module_name()  # rxconfig.py read before npm ci, which may take a minute and the network
     node_modules = Path(args.node_modules) if args.node_modules else None
     frontend.build(Path(args.out), node_modules=node_modules, lock_dir=Path(args.lock))
     return exit_code("ok")
@@ -157,14 +158,12 @@ def new_migration(args: argparse.Namespace) -> int:
 
 def adopt_migrations(args: argparse.Namespace) -> int:
     from . import adopt
-    from .app import MIGRATIONS, PACKAGE
+    from .app import MIGRATIONS, module_name
     from .reflex_config import rxconfig_path
 
     _logging()
     root = rxconfig_path().parent
-    for line in adopt.adopt(
-        root, Path(str(MIGRATIONS)), models=args.models or f"{PACKAGE}.{PACKAGE}"
-    ):
+    for line in adopt.adopt(root, Path(str(MIGRATIONS)), models=args.models or module_name()):
         print(line)
     return exit_code("ok")
 
@@ -263,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
         "--models",
         metavar="MODULE",
         help="the module whose import defines the app's rx.Model tables, for env.py "
-        "(default: the app's module, working.working)",
+        "(default: the app's module, as rxconfig.py names it)",
     )
     for name in ("build-frontend", "lock-frontend"):
         subs[name].add_argument(

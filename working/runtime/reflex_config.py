@@ -37,7 +37,6 @@ from .settings import Settings, from_environ
 
 _MODULE = "rxconfig"
 _PACKAGE = "working"
-_MODULE_PATH = f"{_PACKAGE}.{_PACKAGE}"
 
 
 # What the runtime decides, whatever rxconfig.py says: one port for everything, the database
@@ -55,9 +54,6 @@ OWNED = {
     "cors_allowed_origins": "set ALLOWED_ORIGINS",
     "telemetry_enabled": "nothing to set, the runtime never sends telemetry",
 }
-# Which package is the app: not a value the runtime could substitute, since the code that
-# imports it would not follow. Another name stops the start (docs/your-app.md, section 1).
-_APP_FIELDS = {"app_name": _PACKAGE, "app_module_import": None}
 _URL_FIELDS = {"db_url", "redis_url"}
 _warned: set[tuple[str, str]] = set()
 # Its own name, so that the build's child process (frontend.py) can leave these to its parent.
@@ -66,7 +62,8 @@ log = logging.getLogger("working.rxconfig")
 
 def app_config(**declared: Any) -> rx.Config:
     """Reflex's config for rxconfig.py: what the app declares (plugins, theme, ...), with what
-    the runtime owns applied. A plain `rx.Config(...)` is treated the same way on import."""
+    the runtime owns applied; the app is `working/working.py` unless it names another.
+    A plain `rx.Config(...)` is treated the same way on import."""
     return effective(rx.Config(**{"app_name": _PACKAGE, **declared}))
 
 
@@ -75,7 +72,6 @@ def effective(config: rx.Config) -> rx.Config:
     settings. A field the app (or a REFLEX_* variable) set to another value is named once."""
     # The Reflex version is pinned in uv.lock; nothing at build or run time asks PyPI for one.
     environment.REFLEX_CHECK_LATEST_VERSION.set(False)
-    _check_app_fields(config)
     security_headers.declared_sources(config)  # a bad declaration stops here, before any wait
     runtime = _runtime_values(from_environ())
     declared: set[str] = getattr(config, "_non_default_attributes", set())
@@ -109,19 +105,6 @@ def _runtime_values(settings: Settings) -> dict[str, Any]:
         ),
         "cors_allowed_origins": list(settings.allowed_origins),
     }
-
-
-def _check_app_fields(config: rx.Config) -> None:
-    for name, expected in _APP_FIELDS.items():
-        value = getattr(config, name, None)
-        if value in (expected, None) or (name == "app_module_import" and value == _MODULE_PATH):
-            continue
-        raise ConfigError(
-            f"rxconfig.py: {name}={value!r}",
-            f"names another package than the one the runtime serves ({_PACKAGE}/{_PACKAGE}.py)",
-            f"{name}={_PACKAGE!r} or no {name}, with the app's package renamed to "
-            f"{_PACKAGE}/ (docs/your-app.md, section 1)",
-        )
 
 
 def _warn_overridden(name: str, value: object) -> None:

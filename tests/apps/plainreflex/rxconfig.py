@@ -4,7 +4,7 @@ own ports, the domain it was served on, its database file. Unchanged for the run
 import reflex as rx
 
 config = rx.Config(
-    app_name="working",
+    app_name="plainreflex",
     frontend_port=3000,
     backend_port=8000,
     api_url="https://www.example.com",
