@@ -13,6 +13,7 @@ so an app of your own replaces those files and nothing here; see docs/your-app.m
 
 from __future__ import annotations
 
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +44,7 @@ def load() -> rx.App:
     """The app's `rx.App`; importing it builds its pages and state classes."""
     import reflex as rx
 
+    _run_deferred_package_init()
     from working.working import app
 
     if not isinstance(app, rx.App):
@@ -50,6 +52,17 @@ def load() -> rx.App:
             f"working/working.py must define `app = rx.App(...)`, not a {type(app).__name__}"
         )
     return app
+
+
+def _run_deferred_package_init() -> None:
+    """The package's `__init__.py`, which the entrypoint (working_entrypoint.py) leaves until
+    the runtime has configured Reflex: run here, once, before the app is imported."""
+    package = sys.modules.get(PACKAGE)
+    if package is None or not getattr(package, "__deferred_init__", False):
+        return
+    del package.__deferred_init__
+    assert package.__spec__ is not None and package.__spec__.loader is not None
+    package.__spec__.loader.exec_module(package)
 
 
 def reserved_paths() -> frozenset[str]:

@@ -1,6 +1,11 @@
-"""A counter with a dynamic component and an external stylesheet, written the ordinary way."""
+"""A counter with a dynamic component and an external stylesheet, plus what a typical app has
+around it: uploads and downloads, a background task, a dynamic route, browser storage, a shared
+asset and a data file beside the module. Written the ordinary way."""
 
+import asyncio
+import csv
 import os
+from pathlib import Path
 
 import reflex as rx
 
@@ -8,6 +13,13 @@ import reflex as rx
 STYLESHEET = os.environ.get(
     "PLAINREFLEX_STYLESHEET", "https://fonts.googleapis.com/css2?family=Inter&display=swap"
 )
+# Beside the module, not the working directory: the app may run from anywhere.
+FRUITS = Path(__file__).parent / "data" / "fruits.csv"
+
+
+def _fruits() -> list[str]:
+    with FRUITS.open(newline="") as file:
+        return [row["name"] for row in csv.DictReader(file)]
 
 
 class CounterState(rx.State):
@@ -24,14 +36,93 @@ class CounterState(rx.State):
         return rx.badge(f"clicked {self.count} times", id="badge", color_scheme="green")
 
 
+class TickState(rx.State):
+    ticks: int = 0
+    running: bool = False
+
+    @rx.event(background=True)
+    async def run(self):
+        async with self:
+            if self.running:
+                return
+            self.running = True
+            self.ticks = 0
+        for _ in range(3):
+            await asyncio.sleep(0.2)
+            async with self:
+                self.ticks += 1
+        async with self:
+            self.running = False
+
+
+class PrefsState(rx.State):
+    nickname: str = rx.LocalStorage("", name="nickname")
+    flavour: str = rx.Cookie("", name="flavour", max_age=3600)
+
+    @rx.event
+    def set_nickname(self, value: str) -> None:
+        self.nickname = value
+
+    @rx.event
+    def set_flavour(self, value: str) -> None:
+        self.flavour = value
+
+
+class FilesState(rx.State):
+    names: list[str] = []
+
+    @rx.event
+    async def handle_upload(self, files: list[rx.UploadFile]):
+        for file in files:
+            name = Path(file.name or "upload").name
+            (rx.get_upload_dir() / name).write_bytes(await file.read())
+            if name not in self.names:
+                self.names.append(name)
+
+    @rx.event
+    def download(self, name: str):
+        return rx.download(url=f"/_upload/{name}", filename=name)
+
+
 def index() -> rx.Component:
     return rx.container(
         rx.heading("Plain Reflex", id="styled"),
         rx.button("Click", id="click", on_click=CounterState.increment),
         rx.text(CounterState.count, id="count"),
         CounterState.badge,
+        rx.image(src=rx.asset("badge.svg", shared=True), id="shared-asset", width="24px"),
+        rx.text(", ".join(_fruits()), id="fruits"),
+        rx.button("Tick", id="tick", on_click=TickState.run),
+        rx.text(TickState.ticks, id="ticks"),
+        rx.input(id="nickname", value=PrefsState.nickname, on_change=PrefsState.set_nickname),
+        rx.input(id="flavour", value=PrefsState.flavour, on_change=PrefsState.set_flavour),
+        rx.link("Item 7", href="/item/7", id="item-link"),
+        rx.link("Files", href="/files", id="files-link"),
     )
+
+
+def files() -> rx.Component:
+    return rx.container(
+        rx.upload(rx.text("Drop a file"), id="upload"),
+        rx.button(
+            "Upload", id="send", on_click=FilesState.handle_upload(rx.upload_files("upload"))
+        ),
+        rx.foreach(
+            FilesState.names,
+            lambda name: rx.hstack(
+                rx.link(name, href=rx.get_upload_url(name), class_name="uploaded"),
+                rx.button("Download", class_name="download", on_click=FilesState.download(name)),
+            ),
+        ),
+    )
+
+
+def item() -> rx.Component:
+    # The route's argument, as Reflex exposes it: a var of the root state.
+    return rx.container(rx.heading("Item ", rx.State.item_id, id="item"))
 
 
 app = rx.App(stylesheets=[STYLESHEET])
 app.add_page(index, title="Plain Reflex")
+app.add_page(files, route="/files", title="Files")
+app.add_page(item, route="/item/[item_id]", title="Item")
