@@ -2,17 +2,25 @@
 
 Its rxconfig.py is a plain `rx.Config` with its own ports, the domain it was served on and its
 database file; it loads an external stylesheet (`rx.App(stylesheets=[...])`, here from a second
-local origin) and renders a dynamic component (a computed var returning `rx.Component`). Built
-and served by the runtime, it must work in Chromium with no CSP violation and no console error,
-its bundle calling its own origin; on plain `reflex run --env prod` the same app is the control.
+local origin) and renders a dynamic component (a computed var returning `rx.Component`). It also
+has what a typical app has: uploads (`rx.upload`, `rx.get_upload_dir()`) and `rx.download` of
+them, a background event, a dynamic route, `rx.LocalStorage` and `rx.Cookie`, a shared asset
+(`rx.asset(shared=True)`), a data file read beside its module, and an `__init__.py` that imports
+the app. Built and served by the runtime, it must work in Chromium with no CSP violation and no
+console error, its bundle calling its own origin; on plain `reflex run --env prod` the same app
+is the control.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.server
+import os
+import select
+import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,12 +32,17 @@ import httpx
 import pytest
 
 from services import REPO, Server, base_env, free_port
+from working.runtime.contract import contract
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.network]
 
 APP = REPO / "tests" / "apps" / "plainreflex"
-# The app's own lock is the demo's: it uses Radix Themes and nothing else from npm.
-LOCK = REPO / "nix" / "frontend"
+# The app's own lock (`working lock-frontend --lock`): the demo's, plus react-dropzone for
+# rx.upload.
+LOCK = APP / "frontend"
+UPLOAD_LIMIT = contract()["limits"]["max_upload_bytes"]
+SHARED_ASSET = "/external/working/working/badge.svg"
+UPLOADED = ("notes.txt", b"uploaded through the browser\n")
 STYLED_COLOR = "rgb(1, 2, 3)"
 _RECORD_VIOLATIONS = """
 window.__violations = [];
@@ -69,30 +82,50 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     skip = shutil.ignore_patterns("__pycache__")
     shutil.copytree(APP, root, ignore=skip)
     shutil.copytree(REPO / "working" / "runtime", root / "working" / "runtime", ignore=skip)
+    # The contract's entrypoint module, shipped beside rxconfig.py as the wheel ships it.
+    module = contract()["entrypoint"]["module"]
+    shutil.copyfile(REPO / f"{module}.py", root / f"{module}.py")
     return root
 
 
 def _runtime(*args: str) -> list[str]:
-    return [sys.executable, "-m", "working.runtime.entrypoint", *args]
+    return [sys.executable, "-m", contract()["entrypoint"]["module"], *args]
 
 
-@pytest.mark.timeout(900)
-def test_on_the_runtime_unchanged(
-    browser, tree: Path, stylesheet_origin: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    stylesheet = f"{stylesheet_origin}/fonts.css"
-    export = tmp_path / "export"
-    env = base_env(PYTHONPATH=str(tree), DATA_DIR=str(tmp_path / "data"))
-    built = subprocess.run(
+@pytest.fixture(scope="module")
+def built(
+    tree: Path, stylesheet_origin: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
+    """The app's export, built once by the runtime from the app's own lock; and what it said."""
+    export = tmp_path_factory.mktemp("plainreflex-export") / "export"
+    result = subprocess.run(
         _runtime("build-frontend", "--out", str(export), "--lock", str(LOCK)),
         cwd=tree,
-        env=env | {"PLAINREFLEX_STYLESHEET": stylesheet},
+        env=base_env(
+            PYTHONPATH=str(tree),
+            DATA_DIR=str(tmp_path_factory.mktemp("build-data")),
+            PLAINREFLEX_STYLESHEET=f"{stylesheet_origin}/fonts.css",
+        ),
         capture_output=True,
         text=True,
         timeout=900,
     )
-    output = built.stdout + built.stderr
-    assert built.returncode == 0, output
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return export, output
+
+
+@pytest.mark.timeout(900)
+def test_on_the_runtime_unchanged(
+    browser, tree: Path, built: tuple[Path, str], stylesheet_origin: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    export, output = built
+    data = tmp_path / "data"
+    # The image's working directory is its data volume, not the app's: the data file beside
+    # the module is found all the same.
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    env = base_env(PYTHONPATH=str(tree), DATA_DIR=str(data))
     # Each field the runtime overrides is named once, with what to set instead.
     assert "[WARN] rxconfig.py sets api_url='https://www.example.com'; ignored" in output
     assert "[WARN] rxconfig.py sets backend_port=8000; ignored" in output
@@ -102,7 +135,7 @@ def test_on_the_runtime_unchanged(
 
     port = free_port()
     serve_env = env | {"PORT": str(port), "FRONTEND_DIR": str(export)}
-    server = Server(serve_env, port, cwd=tree, command=_runtime("serve")).start()
+    server = Server(serve_env, port, cwd=workdir, command=_runtime("serve")).start()
     try:
         _wait(f"{server.url}/livez", server)
         # The start says what the policy allows beyond its base, and why.
@@ -121,6 +154,126 @@ def test_on_the_runtime_unchanged(
         assert server.wait(30) == 0, server.output
     finally:
         server.stop()
+    assert not any(workdir.iterdir()), "serve wrote into its working directory"
+    assert "Traceback" not in server.output, server.output
+
+
+@pytest.mark.timeout(900)
+def test_uploads_live_in_data_dir_are_bounded_and_survive_a_restart(
+    browser, tree: Path, built: tuple[Path, str], tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """What the browser uploads lands in DATA_DIR/uploaded_files (the image's volume), is
+    served from there after a restart, and an upload over max_upload_bytes is refused: 413,
+    one log line, whether the body declares its length or arrives in chunks."""
+    export, _ = built
+    data = tmp_path / "data"
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    port = free_port()
+    env = base_env(
+        PYTHONPATH=str(tree), DATA_DIR=str(data), PORT=str(port), FRONTEND_DIR=str(export)
+    )
+    name, content = UPLOADED
+    server = Server(env, port, cwd=workdir, command=_runtime("serve")).start()
+    try:
+        _wait(f"{server.url}/livez", server)
+        headers = _drive(browser, server.url)
+        assert (data / "uploaded_files" / name).read_bytes() == content
+        assert not (workdir / "uploaded_files").exists()
+
+        declared = _raw_upload(port, headers, declared=UPLOAD_LIMIT + 1)
+        assert declared.startswith(b"HTTP/1.1 413 "), declared
+        chunked = _raw_upload(port, headers, declared=None)
+        assert chunked.startswith(b"HTTP/1.1 413 "), chunked
+        # Within the limit, the same raw request is an upload like the browser's.
+        small = _raw_upload(port, headers, declared=None, size=1000)
+        assert small.startswith(b"HTTP/1.1 200 "), small
+        server.signal(signal.SIGTERM)
+        assert server.wait(30) == 0, server.output
+    finally:
+        server.stop()
+    refusals = [line for line in server.lines if "refused an upload" in line]
+    assert len(refusals) == 2, server.output
+    assert f"the limit is {UPLOAD_LIMIT} bytes (max_upload_bytes)" in refusals[0]
+    assert "Traceback" not in server.output, server.output
+
+    again = Server(env, port, cwd=workdir, command=_runtime("serve")).start()
+    try:
+        _wait(f"{again.url}/livez", again)
+        kept = httpx.get(f"{again.url}/_upload/{name}", timeout=10)
+        assert kept.status_code == 200
+        assert kept.content == content
+    finally:
+        again.stop()
+
+
+@pytest.fixture(scope="module")
+def read_only_server(
+    tree: Path, built: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """`serve` run from the app's own directory, mounted read-only (a private mount namespace):
+    as in the image, whose root is read-only."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.fail("needs root and unshare (util-linux) for a read-only bind mount")
+    export, _ = built
+    port = free_port()
+    env = base_env(
+        PYTHONPATH=str(tree),
+        DATA_DIR=str(tmp_path_factory.mktemp("ro-data")),
+        PORT=str(port),
+        FRONTEND_DIR=str(export),
+    )
+    script = (
+        f"mount --bind -o ro {shlex.quote(str(tree))} {shlex.quote(str(tree))} && "
+        f"cd {shlex.quote(str(tree))} && exec {shlex.join(_runtime('serve'))}"
+    )
+    command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    server = Server(env, port, cwd=tree, command=command).start()
+    try:
+        _wait(f"{server.url}/livez", server)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_serves_a_shared_asset_from_a_read_only_app_directory(read_only_server: Server) -> None:
+    server = read_only_server
+    page = httpx.get(f"{server.url}/", timeout=10)
+    assert page.status_code == 200
+    assert SHARED_ASSET in page.text
+    asset = httpx.get(f"{server.url}{SHARED_ASSET}", timeout=10)
+    assert asset.status_code == 200
+    assert asset.content.startswith(b"<svg")
+    assert "Traceback" not in server.output, server.output
+
+
+def test_the_healthcheck_never_imports_the_app(read_only_server: Server, tree: Path) -> None:
+    """The app's __init__.py imports the app; the healthcheck does not run it (nor Reflex)."""
+
+    def healthcheck(module: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", module, "healthcheck"],
+            cwd=tree,
+            env=base_env(PYTHONPATH=str(tree), PORT=str(read_only_server.port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        imported = {
+            line.rsplit("|", 1)[1].strip()
+            for line in done.stderr.splitlines()
+            if line.startswith("import time:") and line.count("|") == 2
+        }
+        return done, imported
+
+    done, imported = healthcheck(contract()["entrypoint"]["module"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("ok: "), done.stdout
+    assert "working.working" not in imported
+    assert "reflex" not in imported
+    # The fixture is what it claims: importing the package otherwise loads the app.
+    _, through_package = healthcheck("working.runtime.entrypoint")
+    assert "working.working" in through_package
 
 
 @pytest.mark.timeout(900)
@@ -157,7 +310,10 @@ def test_on_plain_reflex_the_control(
         server.stop()
 
 
-def _drive(browser, url: str) -> None:  # type: ignore[no-untyped-def]
+def _drive(browser, url: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Each feature's main interaction, in one tab; returns the headers of the browser's
+    upload request (its client token and handler), for raw requests the browser would not
+    send."""
     context = browser.new_context()
     context.add_init_script(_RECORD_VIOLATIONS)
     page = context.new_page()
@@ -181,10 +337,116 @@ def _drive(browser, url: str) -> None:  # type: ignore[no-untyped-def]
         assert badge.is_visible(), seen
         color = page.eval_on_selector("#styled", "e => getComputedStyle(e).color")
         assert color == STYLED_COLOR, "the external stylesheet was not applied"
+
+        # The data file beside the module, and the shared asset beside it, as the export has it.
+        assert page.locator("#fruits").inner_text() == "apple, banana, cherry"
+        page.wait_for_function(
+            "document.querySelector('#shared-asset').naturalWidth > 0", timeout=10_000
+        )
+        # A background event: three updates pushed while it runs.
+        page.locator("#tick").click()
+        page.locator("#ticks").filter(has_text="3").wait_for(timeout=10_000)
+        # Browser storage: kept by the browser, back in the state after a reload.
+        page.locator("#nickname").fill("ada")
+        page.locator("#flavour").fill("mint")
+        page.wait_for_function("localStorage.getItem('nickname') === 'ada'", timeout=10_000)
+        page.wait_for_function("document.cookie.includes('flavour=mint')", timeout=10_000)
+        page.reload()
+        page.wait_for_function(
+            "document.querySelector('#nickname')?.value === 'ada'"
+            " && document.querySelector('#flavour')?.value === 'mint'",
+            timeout=15_000,
+        )
+        # A dynamic route, reached the way its users reach it: a link.
+        page.locator("#item-link").click()
+        page.locator("#item").filter(has_text="Item 7").wait_for(timeout=10_000)
+
+        headers = _upload_and_download(page, url)
         assert page.evaluate("window.__violations") == []
         assert errors == []
+        return headers
     finally:
         context.close()
+
+
+def _upload_and_download(page, url: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    name, content = UPLOADED
+    page.goto(f"{url}/")
+    page.locator("#files-link").click()
+    page.locator("#upload input[type=file]").set_input_files(
+        files=[{"name": name, "mimeType": "text/plain", "buffer": content}]
+    )
+    with page.expect_request(lambda r: r.url.endswith("/_upload")) as sent:
+        page.locator("#send").click()
+    page.locator("a.uploaded").filter(has_text=name).wait_for(timeout=10_000)
+    with page.expect_download(timeout=10_000) as download:
+        page.locator(".download").first.click()
+    assert download.value.suggested_filename == name
+    assert Path(download.value.path()).read_bytes() == content
+    return {
+        k: v
+        for k, v in sent.value.all_headers().items()
+        if k in ("reflex-client-token", "reflex-event-handler")
+    }
+
+
+def _raw_upload(
+    port: int, headers: dict[str, str], *, declared: int | None, size: int = UPLOAD_LIMIT + 1
+) -> bytes:
+    """POST /_upload by hand: `declared` as its Content-Length (a few bytes of body then),
+    or else `size` bytes of one file part, chunked; returns what the server answered."""
+    boundary = "plainreflexboundary"
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        if declared is not None:
+            sock.sendall(
+                f"POST /_upload HTTP/1.1\r\nhost: x\r\n{head}"
+                f"content-type: multipart/form-data; boundary={boundary}\r\n"
+                f"content-length: {declared}\r\n\r\n--{boundary}\r\n".encode()
+            )
+            return _answer(sock)
+        sock.sendall(
+            f"POST /_upload HTTP/1.1\r\nhost: x\r\n{head}"
+            f"content-type: multipart/form-data; boundary={boundary}\r\n"
+            "transfer-encoding: chunked\r\nconnection: close\r\n\r\n".encode()
+        )
+        part = (
+            f"--{boundary}\r\ncontent-disposition: form-data; name=files; filename=big.bin\r\n"
+            "content-type: application/octet-stream\r\n\r\n"
+        ).encode()
+        _chunk(sock, part)
+        block = b"x" * 65536
+        sent = 0
+        while sent < size:
+            piece = block[: size - sent]
+            if not _chunk(sock, piece):
+                return _answer(sock)  # refused while sending
+            sent += len(piece)
+        _chunk(sock, f"\r\n--{boundary}--\r\n".encode())
+        with contextlib.suppress(OSError):
+            sock.sendall(b"0\r\n\r\n")
+        return _answer(sock)
+
+
+def _chunk(sock: socket.socket, data: bytes) -> bool:
+    """Sends one chunk unless the server has answered (or closed) already."""
+    if select.select([sock], [], [], 0)[0]:
+        return False
+    try:
+        sock.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    except OSError:
+        return False
+    return True
+
+
+def _answer(sock: socket.socket) -> bytes:
+    received = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            received += chunk
+            if b"\r\n\r\n" in received and received.startswith(b"HTTP/1.1 413"):
+                break
+    return received
 
 
 def _wait(url: str, server: Server, timeout: float = 90) -> None:

@@ -61,8 +61,9 @@ def _run_deferred_package_init() -> None:
     if package is None or not getattr(package, "__deferred_init__", False):
         return
     del package.__deferred_init__
-    assert package.__spec__ is not None and package.__spec__.loader is not None
-    package.__spec__.loader.exec_module(package)
+    spec = package.__spec__
+    if spec is not None and spec.loader is not None:
+        spec.loader.exec_module(package)
 
 
 def reserved_paths() -> frozenset[str]:

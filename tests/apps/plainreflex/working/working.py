@@ -69,7 +69,7 @@ class PrefsState(rx.State):
 
 
 class FilesState(rx.State):
-    names: list[str] = []
+    names: list[str] = []  # noqa: RUF012 (Reflex copies state defaults)
 
     @rx.event
     async def handle_upload(self, files: list[rx.UploadFile]):
