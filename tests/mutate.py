@@ -533,6 +533,47 @@ MUTATIONS = [
         fast=False,
     ),
     _m(
+        "uploads-in-the-working-directory",
+        "uploaded files go to DATA_DIR/uploaded_files (the volume), not ./uploaded_files",
+        "working/runtime/files.py",
+        [("    environment.REFLEX_UPLOADED_FILES_DIR.set(uploads)\n", "")],
+        [
+            "tests/test_plain_reflex_app.py::"
+            "test_uploads_live_in_data_dir_are_bounded_and_survive_a_restart"
+        ],
+        fast=False,
+    ),
+    _m(
+        "uploads-unbounded",
+        "an upload over max_upload_bytes is answered 413 with one log line",
+        "working/runtime/server.py",
+        [("    backend = limits.UploadLimit(backend)\n", "")],
+        [
+            "tests/test_plain_reflex_app.py::"
+            "test_uploads_live_in_data_dir_are_bounded_and_survive_a_restart"
+        ],
+        fast=False,
+    ),
+    _m(
+        "shared-asset-linked-at-serve",
+        "serve writes nothing into the working directory (a shared asset is not linked there)",
+        "working/runtime/files.py",
+        [("    environment.REFLEX_BACKEND_ONLY.set(True)\n", "")],
+        [
+            "tests/test_plain_reflex_app.py::"
+            "test_serves_a_shared_asset_from_a_read_only_app_directory"
+        ],
+        fast=False,
+    ),
+    _m(
+        "healthcheck-imports-the-app",
+        "the healthcheck never runs the app package's __init__.py (which may import the app)",
+        "working_entrypoint.py",
+        [("    _defer_package_init()\n    from", "    from")],
+        ["tests/test_plain_reflex_app.py::test_the_healthcheck_never_imports_the_app"],
+        fast=False,
+    ),
+    _m(
         "rxconfig-read-after-the-wait",
         "a bad rxconfig.py is one line and exit 2 before the database wait, not after it",
         "working/runtime/entrypoint.py",
@@ -575,10 +616,7 @@ MUTATIONS = [
         "an app package the wheel (and image) would not hold stops check-config in one line",
         "working/runtime/app.py",
         [('    _check_shipped(package, rxconfig_path().parent / "pyproject.toml")\n', "")],
-        [
-            "tests/test_layout.py::"
-            "test_an_app_keeps_its_own_package_name_and_the_wheel_must_hold_it"
-        ],
+        ["tests/test_layout.py::test_an_app_keeps_its_own_package_name_and_the_wheel_must_hold_it"],
     ),
     _m(
         "build-reads-the-deployment-database",

@@ -112,6 +112,7 @@ def test_security_section_states_the_actual_limits() -> None:
         f"complete within {limits['request_head_timeout_s']} s of its first byte",
         f"sends nothing is closed after {limits['request_head_timeout_s']} s",
         f"keep-alive connection after {limits['keep_alive_timeout_s']} s",
+        f"(`/_upload`) is at most {limits['max_upload_bytes'] // 2**20} MiB",
         f"One message is at most {limits['max_websocket_message_bytes'] // 1024} KiB",
         f"at most {limits['max_router_data_bytes'] // 1024} KiB (the event is dropped",
         f"`STATE_IDLE_TTL` ({int(env['STATE_IDLE_TTL']['default']) // 60} min)",

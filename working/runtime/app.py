@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,6 +88,7 @@ def load() -> rx.App:
     """The app's `rx.App`; importing it builds its pages and state classes."""
     import reflex as rx
 
+    _run_deferred_package_init()
     name = module_name()
     shown = name.replace(".", "/") + ".py"
     try:
@@ -99,6 +101,18 @@ def load() -> rx.App:
     if not isinstance(app, rx.App):
         raise WorkingError(f"{shown} must define `app = rx.App(...)`, not a {type(app).__name__}")
     return app
+
+
+def _run_deferred_package_init() -> None:
+    """The package's `__init__.py`, which the entrypoint (working_entrypoint.py) leaves until
+    the runtime has configured Reflex: run here, once, before the app is imported."""
+    package = sys.modules.get(PACKAGE)
+    if package is None or not getattr(package, "__deferred_init__", False):
+        return
+    del package.__deferred_init__
+    spec = package.__spec__
+    if spec is not None and spec.loader is not None:
+        spec.loader.exec_module(package)
 
 
 def reserved_paths() -> frozenset[str]:

@@ -169,8 +169,13 @@ def adopt_migrations(args: argparse.Namespace) -> int:
 
 
 def _settings() -> Settings:
+    """For the commands that run the app's backend: its settings, and Reflex's files placed
+    (uploads in DATA_DIR, nothing written into the working directory)."""
+    from . import files
+
     settings = from_environ()
     logs.configure(settings.log_level, settings.log_format)
+    files.place(settings.data_dir)
     return settings
 
 

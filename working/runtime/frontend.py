@@ -436,6 +436,8 @@ def _reflex_environment(web: Path) -> dict[str, str]:
         "REFLEX_WEB_WORKDIR": str(web),
         "REFLEX_STATES_WORKDIR": str(web.parent / ".states"),
         "REFLEX_ENV_MODE": "prod",
+        # The build compiles the frontend, even when `serve` (backend only, files.py) starts it.
+        "REFLEX_BACKEND_ONLY": "false",
         # npm from PATH; Reflex would otherwise download bun.
         "REFLEX_USE_NPM": "true",
         "REFLEX_CHECK_LATEST_VERSION": "false",

@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .contract import contract
@@ -28,6 +28,9 @@ HEAD_TIMEOUT_S: float = _LIMITS["request_head_timeout_s"]
 KEEP_ALIVE_TIMEOUT_S: int = _LIMITS["keep_alive_timeout_s"]
 MAX_WEBSOCKET_MESSAGE_BYTES: int = _LIMITS["max_websocket_message_bytes"]
 MAX_ROUTER_DATA_BYTES: int = _LIMITS["max_router_data_bytes"]
+MAX_UPLOAD_BYTES: int = _LIMITS["max_upload_bytes"]
+# Reflex's upload endpoint (reflex_base.constants.Endpoint.UPLOAD), at the root: one origin.
+UPLOAD_PATH = "/_upload"
 
 # After refusing a request, what the client still sends is read and dropped for this long (or
 # this much), so that the client reads the answer before the close resets the connection.
@@ -162,6 +165,68 @@ class ConnectionLimit:
             self.open[address] -= 1
             if not self.open[address]:
                 del self.open[address]
+
+
+class UploadLimit:
+    """At most `max_upload_bytes` per request to Reflex's upload endpoint.
+
+    Reflex reads an upload whole before its handler runs (reflex_components_core's _upload.py:
+    `request.form()`, or its streaming parser for a background handler), and Starlette's parser
+    bounds the number of files, not their size. A declared Content-Length over the limit is
+    answered 413 before any of the body is read; a chunked body is counted as it arrives and
+    answered 413 once it passes the limit, the app then seeing a disconnected client (which
+    Reflex handles: it drops the upload, its handler never runs)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_UPLOAD_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != UPLOAD_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, send, f"{int(declared)} bytes declared")
+            return
+        received = 0
+        refused = False
+
+        async def counted() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                refused = True
+                await self._refuse(scope, send, f"over {self.limit} bytes sent")
+                return {"type": "http.disconnect"}
+            return message
+
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, unless_refused)
+
+    async def _refuse(self, scope: Scope, send: Send, why: str) -> None:
+        client = scope.get("client")
+        log.warning(
+            "refused an upload from %s: %s, the limit is %d bytes (max_upload_bytes)",
+            client[0] if client else "-",
+            why,
+            self.limit,
+        )
+        body = f"upload over {self.limit} bytes\n".encode()
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            # The rest of the body is not read: the connection cannot carry another request.
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def guard_events(app: Any) -> None:

@@ -100,6 +100,7 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
         app.sio.eio.cors_allowed_origins = None
     limits.guard_events(app)
     backend: ASGIApp = limits.ConnectionLimit(asgi, settings.max_connections_per_client)
+    backend = limits.UploadLimit(backend)
     backend = security_headers.SecurityHeaders(backend, secure)
     access = AccessLog(_files_first(static, backend), settings.log_format)
     atexit.register(access.flush)
