@@ -430,6 +430,14 @@ def _drive(browser, url: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
         color = page.eval_on_selector("#styled", "e => getComputedStyle(e).color")
         assert color == STYLED_COLOR, "the external stylesheet was not applied"
 
+        # Its own JS component from assets/, and an npm one that talks back to the state.
+        page.locator("#greeting").filter(has_text="Hello, plain Reflex").wait_for(timeout=10_000)
+        page.locator(".react-colorful__saturation").click(position={"x": 5, "y": 5})
+        page.wait_for_function(
+            "document.querySelector('#color')?.innerText.startsWith('#')"
+            " && document.querySelector('#color').innerText !== '#aabbcc'",
+            timeout=10_000,
+        )
         # The data file beside the module, and the shared asset beside it, as the export has it.
         assert page.locator("#fruits").inner_text() == "apple, banana, cherry"
         page.wait_for_function(

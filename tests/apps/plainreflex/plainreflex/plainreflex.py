@@ -38,6 +38,31 @@ class CounterState(rx.State):
         return rx.badge(f"clicked {self.count} times", id="badge", color_scheme="green")
 
 
+class ColorPicker(rx.Component):
+    """A third-party React component from npm (react-colorful), wrapped the Reflex way."""
+
+    library = "react-colorful@5.6.1"
+    tag = "HexColorPicker"
+    color: rx.Var[str]
+    on_change: rx.EventHandler[lambda color: [color]]
+
+
+class Greeting(rx.Component):
+    """The app's own JavaScript component, in assets/greeting.js."""
+
+    library = rx.asset("greeting.js").importable_path
+    tag = "Greeting"
+    name: rx.Var[str]
+
+
+class ColorState(rx.State):
+    color: str = "#aabbcc"
+
+    @rx.event
+    def set_color(self, color: str) -> None:
+        self.color = color
+
+
 class Entry(rx.Model, table=True):
     text: str
 
@@ -130,6 +155,9 @@ def index() -> rx.Component:
         ),
         rx.text(GuestbookState.signed, id="signed"),
         rx.foreach(GuestbookState.entries, lambda text: rx.text(text, class_name="entry")),
+        ColorPicker.create(color=ColorState.color, on_change=ColorState.set_color),
+        rx.text(ColorState.color, id="color"),
+        Greeting.create(name="plain Reflex"),
         rx.image(src=rx.asset("badge.svg", shared=True), id="shared-asset", width="24px"),
         rx.text(", ".join(_fruits()), id="fruits"),
         rx.button("Tick", id="tick", on_click=TickState.run),
