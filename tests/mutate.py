@@ -619,6 +619,13 @@ MUTATIONS = [
         ["tests/test_layout.py::test_an_app_keeps_its_own_package_name_and_the_wheel_must_hold_it"],
     ),
     _m(
+        "dynamic-route-not-found",
+        "a direct load of the app's dynamic route (/item/42) is the SPA shell with 200, not 404",
+        "working/runtime/static.py",
+        [("            entry = self._shell\n", "            pass\n")],
+        ["tests/test_static.py"],
+    ),
+    _m(
         "build-reads-the-deployment-database",
         "a build prerenders from a scratch SQLite database at the app's head, never DATABASE_URL",
         "working/runtime/frontend.py",

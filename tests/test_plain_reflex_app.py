@@ -209,6 +209,7 @@ def test_on_the_runtime_unchanged(
         assert "frame-ancestors 'none'" in csp
         assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";", 1)[0]
         _drive(browser, server.url)
+        _open_a_dynamic_route_directly(browser, server.url)
         server.signal(signal.SIGTERM)
         assert server.wait(30) == 0, server.output
     finally:
@@ -468,6 +469,24 @@ def _drive(browser, url: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
         return headers
     finally:
         context.close()
+
+
+def _open_a_dynamic_route_directly(browser, url: str) -> None:  # type: ignore[no-untyped-def]
+    """A link shared or a reload on /item/42: the app's page, a 200, no console error (plain
+    Reflex answers 404 with its fallback page there; the route does not exist as a file)."""
+    assert httpx.get(f"{url}/item/42", timeout=10).status_code == 200
+    assert httpx.get(f"{url}/item/42/extra", timeout=10).status_code == 404
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        response = page.goto(f"{url}/item/42")
+        assert response is not None
+        assert response.status == 200
+        page.locator("#item").filter(has_text="Item 42").wait_for(timeout=15_000)
+        assert errors == []
+    finally:
+        page.close()
 
 
 def _upload_and_download(page, url: str) -> dict[str, str]:  # type: ignore[no-untyped-def]

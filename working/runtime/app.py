@@ -121,6 +121,11 @@ def reserved_paths() -> frozenset[str]:
     return frozenset({http["health_path"], http["liveness_path"]})
 
 
+def dynamic_routes(app: rx.App) -> tuple[str, ...]:
+    """The app's routes with arguments (`item/[item_id]`), which the export has no page for."""
+    return tuple(sorted(route for route in app._unevaluated_pages if "[" in route))
+
+
 def shadowed_pages(app: rx.App) -> list[str]:
     """One line for each page of the app at a reserved path: such a page is never shown."""
     pages = {"/" + route.strip("/") for route in app._unevaluated_pages}

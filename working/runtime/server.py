@@ -65,7 +65,12 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     csp = security_headers.Policy(settings.frontend_dir, security_headers.declared_sources(config))
     log.info("content security policy: %s", csp.summary())
     secure = security_headers.headers(csp)
-    static = FrontendFiles(settings.frontend_dir, secure, reserved=app_seam.reserved_paths())
+    static = FrontendFiles(
+        settings.frontend_dir,
+        secure,
+        reserved=app_seam.reserved_paths(),
+        dynamic=app_seam.dynamic_routes(app),
+    )
 
     def attach(api):  # type: ignore[no-untyped-def]
         # Reflex's own /_health answered 500 and a traceback on every request: /health is ours.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class FrontendFiles:
         directory: Path,
         headers: list[tuple[bytes, bytes]] | None = None,
         reserved: frozenset[str] = frozenset(),
+        dynamic: tuple[str, ...] = (),
     ) -> None:
         if not is_export(directory):
             raise FileNotFoundError(f"{directory} is not a frontend export")
@@ -60,6 +62,10 @@ class FrontendFiles:
             if path.is_file() and path.suffix not in (".br", ".gz"):
                 self._add(directory, path)
         self._not_found = self._files.get("/404.html")
+        # The app's dynamic routes (/item/[id]) have no page of their own in the export: the
+        # SPA shell renders them in the browser, and a direct link or a reload is a 200.
+        self._shell = self._files.get("/__spa-fallback.html")
+        self._dynamic = [_route_pattern(route) for route in dynamic] if self._shell else []
 
     def _add(self, root: Path, path: Path) -> None:
         relative = path.relative_to(root).as_posix()
@@ -100,6 +106,8 @@ class FrontendFiles:
             return
         entry = self._files.get(scope["path"])
         status = 200
+        if entry is None and any(p.fullmatch(scope["path"]) for p in self._dynamic):
+            entry = self._shell
         if entry is None:
             if self._not_found is None:
                 headers = [(b"content-type", b"text/plain"), *self._extra]
@@ -146,6 +154,22 @@ async def _respond(
 ) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _route_pattern(route: str) -> re.Pattern[str]:
+    """Reflex's route syntax as a path pattern: [id] one segment, [...rest] one or more,
+    [[...rest]] any number; a trailing slash either way."""
+    parts = []
+    for segment in route.strip("/").split("/"):
+        if segment.startswith("[[..."):
+            parts.append("(?:/.*)?")
+        elif segment.startswith("[..."):
+            parts.append("/.+")
+        elif segment.startswith("["):
+            parts.append("/[^/]+")
+        else:
+            parts.append("/" + re.escape(segment))
+    return re.compile("".join(parts) + "/?")
 
 
 def _routes(relative: str) -> list[str]:
