@@ -268,6 +268,9 @@ def test_compose_env_prints_the_lines_to_paste(tmp_path: Path) -> None:
     )
 
 
+# npm ci from the registry (or its cache) for the build: not in the Nix sandbox's selection.
+@pytest.mark.slow
+@pytest.mark.network
 def test_a_build_needs_no_deployment_value(tmp_path: Path) -> None:
     """Values of the deployment (an API key) are absent from a build, the Nix sandbox's or
     CI's: the app compiles with a required setting unset, which then reads as empty."""
