@@ -144,15 +144,7 @@ def test_rxconfig_in_either_form_gets_the_runtimes_fields_and_a_line_for_each_it
         "print(json.dumps([{k: str(getattr(c, k)) for k in ('frontend_port', 'backend_port',"
         " 'api_url', 'deploy_url', 'db_url', 'state_manager_mode')} for c in (first, again)]))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        env=_env(root, PORT="3999"),
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    out = _python(root, "-c", probe, PORT="3999")
     assert out.returncode == 0, out.stderr
     import json
 
@@ -252,8 +244,13 @@ def _env(root: Path, **env_vars: str) -> dict[str, str]:
 
 
 def _working(root: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    return _python(root, "-m", "working.runtime.entrypoint", *args, **env_vars)
+
+
+def _python(root: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    """This Python with `args` in `root`, the app's tree first on PYTHONPATH."""
     return subprocess.run(
-        [sys.executable, "-m", "working.runtime.entrypoint", *args],
+        [sys.executable, *args],
         env=_env(root, **env_vars),
         cwd=root,
         capture_output=True,
@@ -383,14 +380,6 @@ def test_an_app_keeps_its_own_package_name_and_the_wheel_must_hold_it(tmp_path: 
     assert _working(root, "check-config").returncode == 0
     # The seam loads it by that name.
     probe = "from working.runtime import app; print(app.load().__class__.__name__)"
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe],
-        env=_env(root),
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    loaded = _python(root, "-c", probe)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip().splitlines()[-1] == "App"
