@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -124,6 +125,25 @@ def reserved_paths() -> frozenset[str]:
 def dynamic_routes(app: rx.App) -> tuple[str, ...]:
     """The app's routes with arguments (`item/[item_id]`), which the export has no page for."""
     return tuple(sorted(route for route in app._unevaluated_pages if "[" in route))
+
+
+def uses_dynamic_components(app: rx.App) -> bool:
+    """Whether a state var of the app is an `rx.Component`, which the browser evaluates as a
+    `data:` module (the page's policy must allow that, and only then)."""
+    from reflex.state import BaseState
+    from reflex_base.components.component import BaseComponent
+
+    def states(cls: type[BaseState]) -> Iterator[type[BaseState]]:
+        yield cls
+        for sub in cls.get_substates():
+            yield from states(sub)
+
+    root = app._state
+    return root is not None and any(
+        isinstance(var._var_type, type) and issubclass(var._var_type, BaseComponent)
+        for state in states(root)
+        for var in state.vars.values()
+    )
 
 
 def shadowed_pages(app: rx.App) -> list[str]:

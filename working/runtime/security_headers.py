@@ -6,8 +6,9 @@ The policy allows what the export itself loads, and no more:
   own hashes and a script injected into a page matches none of them;
 - the other origins its pages and stylesheets name (an `rx.App(stylesheets=[...])` URL becomes
   an `@import` in the export's CSS, a head component a `<link>` or `<script src>`);
-- `data:` scripts only when the export holds Reflex's dynamic-component loader (an
-  `rx.Component` state var is evaluated with `import("data:text/javascript,...")`);
+- `data:` scripts only when the app has a dynamic component: Reflex evaluates an
+  `rx.Component` state var with `import("data:text/javascript,...")` (state.js
+  `evalReactComponent`, which every bundle holds, so the export alone cannot tell);
 - what the app declares in rxconfig.py as `content_security_policy={directive: [sources]}`,
   for what no file of the export names (an API the app's own code fetches, an embedding site).
 """
@@ -57,8 +58,6 @@ _REFUSED_SOURCES = {"script-src": {"'unsafe-inline'", "*", "http:", "https:"}}
 # A stylesheet host whose CSS loads its fonts from another: Google Fonts, the common case of an
 # app's external stylesheet (its CSS names fonts.gstatic.com, which no export file shows).
 _FONT_COMPANIONS = {"https://fonts.googleapis.com": "https://fonts.gstatic.com"}
-# state.js evalReactComponent, present in the bundle only when the app has a dynamic component.
-_DATA_SCRIPT_LOADER = b"data:text/javascript"
 _CSS_IMPORT = re.compile(r"""@import\s+(?:url\()?\s*['"]?(?P<url>[^'")\s;]+)""")
 _CSS_URL = re.compile(r"""url\(\s*['"]?(?P<url>[^'")\s]+)""")
 _SOURCE = re.compile(
@@ -155,8 +154,6 @@ def _scan(export: Path) -> tuple[set[str], dict[str, set[str]]]:
     for host, fonts in _FONT_COMPANIONS.items():
         if host in sources.get("style-src", ()):
             sources.setdefault("font-src", set()).add(fonts)
-    if any(_DATA_SCRIPT_LOADER in js.read_bytes() for js in export.rglob("*.js")):
-        sources.setdefault("script-src", set()).add("data:")
     return hashes, sources
 
 
@@ -209,8 +206,16 @@ def declared_sources(config: object) -> dict[str, list[str]]:
 class Policy:
     """The Content-Security-Policy for one export and one app's declared sources."""
 
-    def __init__(self, export: Path, declared: Mapping[str, list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        export: Path,
+        declared: Mapping[str, list[str]] | None = None,
+        *,
+        dynamic_components: bool = False,
+    ) -> None:
         hashes, found = _scan(export)
+        if dynamic_components:
+            found.setdefault("script-src", set()).add("data:")
         self.found = {k: sorted(v) for k, v in found.items()}
         self.declared = dict(declared or {})
         self.hash_count = len(hashes)
@@ -234,10 +239,6 @@ class Policy:
                 listed = "; ".join(f"{k} {' '.join(v)}" for k, v in sorted(extra.items()))
                 parts.append(f"{label}: {listed}")
         return ", ".join(parts)
-
-
-def policy(export: Path, declared: Mapping[str, list[str]] | None = None) -> str:
-    return Policy(export, declared).header()
 
 
 def headers(policy: Policy) -> list[tuple[bytes, bytes]]:

@@ -62,7 +62,11 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
         log.warning("%s", line)
 
     http = contract()["http"]
-    csp = security_headers.Policy(settings.frontend_dir, security_headers.declared_sources(config))
+    csp = security_headers.Policy(
+        settings.frontend_dir,
+        security_headers.declared_sources(config),
+        dynamic_components=app_seam.uses_dynamic_components(app),
+    )
     log.info("content security policy: %s", csp.summary())
     secure = security_headers.headers(csp)
     static = FrontendFiles(
