@@ -323,6 +323,7 @@ def test_serve_shows_the_notice_and_never_logs_the_secret(  # type: ignore[no-un
     assert notice not in (frontend_export / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_without_the_notice_the_page_shows_none(serve, browser) -> None:  # type: ignore[no-untyped-def]
     server = serve()
     server.wait_healthy()
