@@ -636,6 +636,27 @@ MUTATIONS = [
         ["tests/test_plain_reflex_app.py::test_on_the_runtime_unchanged"],
         fast=False,
     ),
+    _m(
+        "serve-imports-alembic",
+        "the serving process at head imports no Alembic (Reflex's model module would)",
+        "working/runtime/db.py",
+        [('    sys.modules["alembic"] = None  # type: ignore[assignment]\n', "")],
+        [
+            "tests/test_app.py::"
+            "test_the_serving_process_shares_its_engine_with_reflex_without_alembic"
+        ],
+    ),
+    _m(
+        "reflex-migration-helpers-misleading",
+        "Reflex's migration helpers in the server name the runtime's commands, not a missing "
+        "reflex[db]",
+        "working/runtime/db.py",
+        [("        setattr(model, name, _runtime_migrates)\n", "        pass\n")],
+        [
+            "tests/test_app.py::"
+            "test_the_serving_process_shares_its_engine_with_reflex_without_alembic"
+        ],
+    ),
     # -- the Coolify deploy script (issue 20) --------------------------------------------------
     _m(
         "deploy-sends-force-false",

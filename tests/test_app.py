@@ -3,8 +3,10 @@ throttle: tests/test_auth_hostile.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -87,6 +89,40 @@ def test_a_database_at_head_is_checked_without_alembic(engine: Engine) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_serving_process_shares_its_engine_with_reflex_without_alembic(
+    tmp_path: Path,
+) -> None:
+    # What build_asgi does before it loads the app: Reflex's model module, which imports
+    # Alembic when it is installed, comes without it; rx.session() still uses the runtime's
+    # engine, and Reflex's own migration helpers name the runtime's commands.
+    script = (
+        "import sys; from working.runtime import db, reflex_config, settings\n"
+        "s = settings.from_environ(); reflex_config.load(); db.share_with_reflex(s)\n"
+        "import reflex as rx, reflex.state\n"
+        "from reflex import model\n"
+        "print(any(m.split('.')[0] in ('alembic', 'mako') for m in sys.modules), "
+        "model._ENGINE[s.database_url] is db.engine())\n"
+        "with rx.session() as session: print(session.get_bind() is db.engine())\n"
+        "try: rx.Model.migrate()\n"
+        "except Exception as exc: print(type(exc).__name__, exc)\n"
+    )
+    # PYTHONPATH too: tests/mutate.py points it at a mutated copy of the package.
+    env = {k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ}
+    env |= {"DATA_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["False True", "True"], out.stderr
+    assert lines[-1].startswith("MigrationError Reflex's migration helpers do not run"), lines
 
 
 def test_note_cap_is_per_account(tx) -> None:  # type: ignore[no-untyped-def]

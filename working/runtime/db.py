@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from .errors import MigrationError
 from .settings import Settings, from_environ
 from .waiting import wait_until_reachable
 
@@ -69,9 +71,46 @@ def share_with_reflex(settings: Settings) -> None:
     (`get_engine`), warning "Database is not initialized, run reflex db init" when no
     alembic.ini is in the working directory: here the runtime migrates, so that never applies.
     """
-    from reflex import model
-
+    model = _reflex_model()
     model._ENGINE[settings.database_url] = configure(settings)
+
+
+# Reflex's migration helpers (what `reflex db` runs; a server never does): here the runtime
+# migrates, so they name its commands instead.
+_REFLEX_MIGRATION_HELPERS = (
+    "alembic_init",
+    "get_migration_history",
+    "alembic_autogenerate",
+    "migrate",
+)
+
+
+def _reflex_model() -> Any:
+    """`reflex.model` without Alembic, when the start has not needed Alembic already.
+
+    Reflex 0.9.2's model module imports Alembic (and through it Mako and Pygments) whenever it
+    is installed, for its `reflex db` helpers: a tenth of the start and several MiB that a
+    server at head never uses. `importlib.util.find_spec`, which that module asks, answers None
+    for a name whose sys.modules entry is None."""
+    if "reflex.model" in sys.modules or "alembic" in sys.modules:
+        from reflex import model
+
+        return model
+    sys.modules["alembic"] = None  # type: ignore[assignment]
+    try:
+        from reflex import model
+    finally:
+        del sys.modules["alembic"]
+    for name in _REFLEX_MIGRATION_HELPERS:
+        setattr(model, name, _runtime_migrates)
+    return model
+
+
+def _runtime_migrates(*args: Any, **kwargs: Any) -> None:
+    raise MigrationError(
+        "Reflex's migration helpers do not run in the server: it applies working/migrations "
+        "at start; write a revision with `working new-migration -m ...`"
+    )
 
 
 def dispose() -> None:
