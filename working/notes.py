@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy import CursorResult, delete, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from .models import Note
@@ -27,8 +27,10 @@ class NoteView:
 
 
 def list_notes(db: Session, account_id: int) -> list[NoteView]:
-    rows = db.scalars(
-        select(Note)
+    # Columns, not ORM objects: this runs on every note event, and mapping each row to a Note
+    # (identity map, instance state) is work in a thread that competes with the event loop.
+    rows = db.execute(
+        select(Note.id, Note.body, Note.created_at)
         .where(Note.account_id == account_id)
         .order_by(Note.created_at.desc(), Note.id.desc())
     )
@@ -43,13 +45,20 @@ def add_note(db: Session, account_id: int, body: str) -> NoteView:
         raise NoteError(
             f"A note can have at most {NOTE_MAX} characters (this one has {len(body)})."
         )
-    count = db.scalar(select(func.count()).select_from(Note).where(Note.account_id == account_id))
-    if (count or 0) >= NOTES_PER_ACCOUNT_MAX:
+    now = datetime.now(UTC)
+    # The cap's count and the insert in one statement: one database round trip, not two.
+    count = select(func.count()).select_from(Note).where(Note.account_id == account_id)
+    row = select(
+        literal(account_id, Note.account_id.type),
+        literal(body, Note.body.type),
+        literal(now, Note.created_at.type),
+    ).where(count.scalar_subquery() < NOTES_PER_ACCOUNT_MAX)
+    note_id = db.scalar(
+        insert(Note).from_select(["account_id", "body", "created_at"], row).returning(Note.id)
+    )
+    if note_id is None:
         raise NoteError(f"You have {NOTES_PER_ACCOUNT_MAX} notes, the most one account can keep.")
-    note = Note(account_id=account_id, body=body, created_at=datetime.now(UTC))
-    db.add(note)
-    db.flush()
-    return NoteView(note.id, note.body, note.created_at.strftime("%Y-%m-%d %H:%M UTC"))
+    return NoteView(note_id, body, now.strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def delete_note(db: Session, account_id: int, note_id: int) -> bool:
