@@ -657,6 +657,38 @@ MUTATIONS = [
             "test_the_serving_process_shares_its_engine_with_reflex_without_alembic"
         ],
     ),
+    _m(
+        "idle-connection-never-pinged",
+        "a pooled connection the database closed meanwhile is replaced on checkout, no error",
+        "working/runtime/db.py",
+        [
+            (
+                "    if checked_in is None or time.monotonic() - checked_in"
+                " < _PING_AFTER_IDLE_S:\n",
+                "    if True:\n",
+            )
+        ],
+        [
+            "tests/test_app.py::"
+            "test_a_pooled_connection_the_database_dropped_is_replaced_on_checkout"
+        ],
+    ),
+    _m(
+        "busy-connection-pinged",
+        "a connection used a moment ago is not pinged (one round trip fewer per event)",
+        "working/runtime/db.py",
+        [
+            (
+                "    if checked_in is None or time.monotonic() - checked_in"
+                " < _PING_AFTER_IDLE_S:\n",
+                "    if checked_in is None:\n",
+            )
+        ],
+        [
+            "tests/test_app.py::"
+            "test_a_pooled_connection_the_database_dropped_is_replaced_on_checkout"
+        ],
+    ),
     # -- the Coolify deploy script (issue 20) --------------------------------------------------
     _m(
         "deploy-sends-force-false",

@@ -8,13 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from working import auth, notes
 from working.models import Account
-from working.runtime import migrations
+from working.runtime import db, migrations, settings
 
 
 def test_migrations_are_idempotent(engine: Engine) -> None:
@@ -123,6 +124,39 @@ def test_the_serving_process_shares_its_engine_with_reflex_without_alembic(
     lines = out.stdout.splitlines()
     assert lines[:2] == ["False True", "True"], out.stderr
     assert lines[-1].startswith("MigrationError Reflex's migration helpers do not run"), lines
+
+
+@pytest.mark.postgres
+def test_a_pooled_connection_the_database_dropped_is_replaced_on_checkout(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eng = db.create(settings.load({"DATABASE_URL": pg_url, "DATA_DIR": str(tmp_path)}))
+    pings = []
+    original_ping = eng.dialect.do_ping
+
+    def counted_ping(connection):  # type: ignore[no-untyped-def]
+        pings.append(connection)
+        return original_ping(connection)
+
+    monkeypatch.setattr(eng.dialect, "do_ping", counted_ping)
+    backend = "SELECT pg_backend_pid()"
+    try:
+        with eng.connect() as conn:
+            first = conn.execute(text(backend)).scalar()
+        # Used a moment ago: no ping, the same connection (one round trip fewer per event).
+        with eng.connect() as conn:
+            assert conn.execute(text(backend)).scalar() == first
+        assert pings == []
+        # Closed by the database meanwhile (a restart, a failover), and idle long enough to be
+        # doubted: the checkout pings it, drops it, and hands out a new one; no error.
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [first])
+        monkeypatch.setattr(db, "_PING_AFTER_IDLE_S", 0.0)
+        with eng.connect() as conn:
+            assert conn.execute(text(backend)).scalar() != first
+        assert pings
+    finally:
+        eng.dispose()
 
 
 def test_note_cap_is_per_account(tx) -> None:  # type: ignore[no-untyped-def]

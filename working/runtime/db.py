@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -129,14 +129,43 @@ def create(settings: Settings) -> Engine:
         )
         event.listen(eng, "connect", _sqlite_pragmas)
         return eng
-    return create_engine(
+    eng = create_engine(
         settings.database_url,
-        pool_pre_ping=True,
         pool_size=5,
         max_overflow=10,
         pool_timeout=5,
         connect_args={"connect_timeout": _CONNECT_TIMEOUT_S, "application_name": "working"},
     )
+    event.listen(eng, "checkin", _note_checkin)
+    event.listen(
+        eng, "checkout", lambda connection, record, _: _ping_if_idle(eng, connection, record)
+    )
+    return eng
+
+
+# A pooled connection idle this long is pinged before use (a restarted or failed-over database
+# closed it meanwhile); one used more recently is not. SQLAlchemy's pool_pre_ping pinged on every
+# checkout: one round trip in six of a note event, however busy the pool.
+_PING_AFTER_IDLE_S = 1.0
+
+
+def _note_checkin(dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(eng: Engine, dbapi_connection: Any, record: Any) -> None:
+    checked_in = record.info.get("checked_in")
+    if checked_in is None or time.monotonic() - checked_in < _PING_AFTER_IDLE_S:
+        return  # just connected, or in use a moment ago
+    dialect = eng.dialect
+    try:
+        dialect.do_ping(dbapi_connection)
+    except dialect.loaded_dbapi.Error as exc:
+        if dialect.is_disconnect(exc, dbapi_connection, None):
+            # What pool_pre_ping does: the pool drops every connection made before now and
+            # retries this checkout with a new one.
+            raise InvalidatePoolError(str(exc)) from exc
+        raise
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
