@@ -18,6 +18,7 @@ from . import report, workloads
 from .contenders import (
     ALL,
     APP_SERVERS,
+    EVENTS_ONLY,
     REFLEX,
     WORKING,
     Workspace,
@@ -84,7 +85,7 @@ def _rotate(items: tuple[str, ...], k: int) -> tuple[str, ...]:
 
 
 def run_cold(ws: Workspace, args: argparse.Namespace, samples: dict[str, Any]) -> None:
-    names = [c for c in args.contenders if c in APP_SERVERS]
+    names = [c for c in args.contenders if c in APP_SERVERS and c not in EVENTS_ONLY]
     cold = samples.setdefault("cold_start_s", {c: [] for c in names})
     for i in range(args.cold_runs):
         for name in _rotate(tuple(names), i):
@@ -95,7 +96,7 @@ def run_cold(ws: Workspace, args: argparse.Namespace, samples: dict[str, Any]) -
 
 def run_static(ws: Workspace, args: argparse.Namespace, samples: dict[str, Any], rnd: int) -> None:
     static = samples.setdefault("static", {})
-    for name in _rotate(args.contenders, rnd):
+    for name in _rotate(tuple(c for c in args.contenders if c not in EVENTS_ONLY), rnd):
         proc = contender(name, ws, free_port()).start()
         try:
             proc.wait_ready(args.timeout)

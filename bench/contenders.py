@@ -15,14 +15,20 @@ from .procs import BenchError, Proc
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+from cluster import Redis  # noqa: E402
+
 from services import Postgres, base_env, free_port  # noqa: E402
 
 WORKING = "working"  # this project's `working serve`
 REFLEX = "reflex"  # `reflex run --env prod`, what the old entrypoint.sh ran
 GRANIAN = "granian"  # Granian: the same ASGI app, the export on its Rust static mount
 CADDY = "caddy"  # Caddy from Debian serving the export (static only)
-ALL = (WORKING, REFLEX, GRANIAN, CADDY)
-APP_SERVERS = (WORKING, REFLEX, GRANIAN)  # those that serve /_event and start the app
+# `working serve` with WEB_CONCURRENCY=2 and its state on Redis (events and memory only): is a
+# second worker worth its memory on this machine?
+WORKING_2 = "working-2w"
+ALL = (WORKING, REFLEX, GRANIAN, CADDY, WORKING_2)
+APP_SERVERS = (WORKING, REFLEX, GRANIAN, WORKING_2)  # those that serve /_event and start the app
+EVENTS_ONLY = (WORKING_2,)
 
 # Reflex's own prod path rebuilds the frontend with npm at every start; npm must not prompt,
 # audit or check for updates, and Reflex must use npm from PATH rather than download bun.
@@ -49,6 +55,7 @@ class Workspace:
     # The runtime venv (`uv sync --no-dev --no-editable`, what the image ships): the app
     # servers run from it, so no test or bench dependency is imported at start.
     venv: Path
+    redis: Redis | None = None
 
     @property
     def python(self) -> str:
@@ -60,6 +67,8 @@ class Workspace:
         return self.reflex_dir / ".web" / "build" / "client"
 
     def close(self) -> None:
+        if self.redis is not None:
+            self.redis.stop()
         self.postgres.destroy()
 
 
@@ -108,6 +117,10 @@ def prepare(
     )
     if REFLEX in contenders:
         _prepare_reflex(ws, timeout)
+    if WORKING_2 in contenders:
+        log("starting Redis")
+        ws.redis = Redis(root)
+        ws.redis.start()
     return ws
 
 
@@ -185,6 +198,23 @@ def contender(name: str, ws: Workspace, port: int) -> Proc:
             [ws.python, "-m", "working.runtime.entrypoint", "serve"],
             # Every simulated browser comes from this one address.
             _app_env(ws, port, MAX_CONNECTIONS_PER_CLIENT="100000"),
+            port,
+            ws.root,
+            logfile,
+            ("/health",),
+        )
+    if name == WORKING_2:
+        assert ws.redis is not None
+        return Proc(
+            name,
+            [ws.python, "-m", "working.runtime.entrypoint", "serve"],
+            _app_env(
+                ws,
+                port,
+                MAX_CONNECTIONS_PER_CLIENT="100000",
+                WEB_CONCURRENCY="2",
+                REDIS_URL=ws.redis.url,
+            ),
             port,
             ws.root,
             logfile,

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .contenders import REPO, WORKING
+from .contenders import GRANIAN, REFLEX, REPO, WORKING, WORKING_2
 
 
 def percentile(sorted_values: list[float], pct: float) -> float:
@@ -127,6 +127,49 @@ def _p99(runs: list[dict[str, Any]]) -> float:
     return _median([percentile(sorted(r["latencies_ms"]), 99) for r in runs])
 
 
+def _has(by: dict[str, Any], *names: str) -> bool:
+    return all(by.get(n) for n in (WORKING, *names))
+
+
+def _rate(runs: list[dict[str, Any]]) -> float:
+    return _median([r["events"] / r["seconds"] for r in runs if r["seconds"]])
+
+
+def goals(data: dict[str, Any]) -> str:
+    """Issue 22's goals, each against this run's medians: met or not, and by how much."""
+    s = data["samples"]
+    rows = ["| goal | this run | |", "|---|---|---|"]
+
+    def row(goal: str, result: str, met: bool) -> None:
+        rows.append(f"| {goal} | {result} | {'met' if met else '**not met**'} |")
+
+    if (cold := s.get("cold_start_s")) and cold.get(WORKING):
+        ours = _median(cold[WORKING])
+        row("cold start to the first 200 <= 0.5 s", f"{ours:.2f} s", ours <= 0.5)
+    for n in ("200", "50"):
+        by = s.get("events", {}).get(n, {})
+        others = [c for c in (REFLEX, GRANIAN) if by.get(c)]
+        if by.get(WORKING) and others:
+            ours = _rate(by[WORKING])
+            ratios = {c: ours / _rate(by[c]) for c in others}
+            row(
+                f"events/s, {n} clients back to back, >= 1.5x reflex and Granian",
+                f"{ours:.0f} ev/s: " + ", ".join(f"{r:.2f}x {c}" for c, r in ratios.items()),
+                min(ratios.values()) >= 1.5,
+            )
+    if (by := s.get("static", {}).get("/ [identity]")) and _has(by, GRANIAN):
+        ours, theirs = (_median([r["rps"] for r in by[c]]) for c in (WORKING, GRANIAN))
+        row(
+            "`/` identity >= 1.0x Granian",
+            f"{ours:,.0f} req/s, {ours / theirs:.2f}x Granian",
+            ours >= theirs,
+        )
+    if (mem := s.get("memory")) and mem.get(WORKING):
+        idle = _median(mem[WORKING]["idle_rss"]) / 2**20
+        row("idle RSS <= 90 MiB", f"{idle:.0f} MiB", idle <= 90)
+    return "\n".join(rows) + "\n"
+
+
 def headline(data: dict[str, Any]) -> str:
     """The table README.md quotes (tests/test_readme.py holds the README to it): the medians
     of working and `reflex run`, for the workloads people choose a server by."""
@@ -135,7 +178,7 @@ def headline(data: dict[str, Any]) -> str:
         "| | `working serve` | `reflex run --env prod` | ratio |",
         "|---|---:|---:|---:|",
     ]
-    if cold := s.get("cold_start_s"):
+    if (cold := s.get("cold_start_s")) and _has(cold, REFLEX):
         ours, theirs = _median(cold["working"]), _median(cold["reflex"])
         rows.append(
             f"| cold start to the first 200 | {ours:.2f} s | {theirs:.2f} s | "
@@ -145,7 +188,7 @@ def headline(data: dict[str, Any]) -> str:
         ("/ [br]", "`/`, browser encodings"),
         ("largest JS [br]", "largest JS asset, Brotli"),
     ):
-        if by := s.get("static", {}).get(key):
+        if (by := s.get("static", {}).get(key)) and _has(by, REFLEX, "caddy"):
             ours, theirs, caddy = (
                 _median([r["rps"] for r in by.get(c, [])]) for c in (WORKING, "reflex", "caddy")
             )
@@ -153,13 +196,13 @@ def headline(data: dict[str, Any]) -> str:
                 f"| {label} | {ours:,.0f} req/s | {theirs:,.0f} req/s | "
                 f"{ours / theirs:.0f}x ({ours / caddy:.2f}x Caddy) |"
             )
-    if by := s.get("events", {}).get("50@1s"):
+    if (by := s.get("events", {}).get("50@1s")) and _has(by, REFLEX):
         ours, theirs = _p99(by["working"]), _p99(by["reflex"])
         rows.append(
             f"| event p99, 50 clients at 1 event/s | {ours:.1f} ms | {theirs:.1f} ms | "
             f"{theirs / ours:.2f}x |"
         )
-    if by := s.get("events", {}).get("200"):
+    if (by := s.get("events", {}).get("200")) and _has(by, REFLEX):
         rate = {
             c: _median([r["events"] / r["seconds"] for r in by[c]]) for c in (WORKING, "reflex")
         }
@@ -169,7 +212,14 @@ def headline(data: dict[str, Any]) -> str:
             f"{errors[WORKING]} errors | {rate['reflex']:.0f} ev/s, {errors['reflex']} errors | "
             f"{rate[WORKING] / rate['reflex']:.2f}x |"
         )
-    if mem := s.get("memory"):
+        if _has(by, WORKING_2):
+            two = _median([r["events"] / r["seconds"] for r in by[WORKING_2]])
+            idle = _median(s["memory"][WORKING_2]["idle_rss"])
+            rows.append(
+                f"| the same, 2 workers on Redis | {two:.0f} ev/s, {idle / 2**20:.0f} MiB idle | "
+                f"{rate['reflex']:.0f} ev/s | {two / rate['reflex']:.2f}x |"
+            )
+    if (mem := s.get("memory")) and _has(mem, REFLEX):
         ours, theirs = _median(mem["working"]["idle_rss"]), _median(mem["reflex"]["idle_rss"])
         rows.append(
             f"| idle memory (RSS) | {ours / 2**20:.0f} MiB | {theirs / 2**20:.0f} MiB | "
@@ -215,6 +265,13 @@ def markdown(data: dict[str, Any]) -> str:
         "## Headline (quoted in README.md)",
         "",
         headline(data),
+        "## Goals of issue 22",
+        "",
+        goals(data),
+        "Where the time goes, where a goal is not met: [profile-events.md](profile-events.md),",
+        "[profile-start.md](profile-start.md) (start and memory) and",
+        "[profile-static.md](profile-static.md).",
+        "",
     ]
     if cold := s.get("cold_start_s"):
         out += [

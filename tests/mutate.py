@@ -522,9 +522,29 @@ MUTATIONS = [
         "bundled-libraries-forgotten",
         "a dynamic component imports what the export bundled, not a CDN (the serving process "
         "knows the build's bundled libraries)",
-        "working/runtime/server.py",
-        [("    frontend.load_bundled_libraries(settings.frontend_dir)\n", "")],
+        "working/runtime/build_facts.py",
+        [(', *facts["bundled_libraries"]]', "]")],
         ["tests/test_plain_reflex_app.py::test_on_the_runtime_unchanged"],
+        fast=False,
+    ),
+    _m(
+        "stateful-pages-not-evaluated",
+        "the pages whose evaluation makes state classes (rx.ComponentState) are evaluated by the "
+        "serving process, which compiles nothing else",
+        "working/runtime/build_facts.py",
+        [('json.dumps(facts["stateful_pages"])', "json.dumps([])")],
+        ["tests/test_plain_reflex_app.py::test_on_the_runtime_unchanged"],
+        fast=False,
+    ),
+    _m(
+        "upload-route-forgotten",
+        "an app with an upload gets /_upload though the serving process evaluates no page",
+        "working/runtime/build_facts.py",
+        [('    if facts["upload_is_used"]:\n', "    if False:\n")],
+        [
+            "tests/test_plain_reflex_app.py::"
+            "test_uploads_live_in_data_dir_are_bounded_and_survive_a_restart"
+        ],
         fast=False,
     ),
     _m(

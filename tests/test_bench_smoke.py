@@ -30,6 +30,7 @@ def test_harness_runs_every_workload_against_every_contender(
 ) -> None:
     _require("wrk")
     _require("caddy")
+    _require("redis-server")
     out = tmp_path / "out"
     result = subprocess.run(
         [
@@ -62,6 +63,7 @@ def test_harness_runs_every_workload_against_every_contender(
         assert set(samples["static"][key]) == {"working", "reflex", "granian", "caddy"}
         assert all(run[0]["rps"] > 0 for run in samples["static"][key].values())
     for n in ("1", "4"):
+        assert set(samples["events"][n]) == {"working", "reflex", "granian", "working-2w"}
         for name, runs in samples["events"][n].items():
             assert runs[0]["errors"] == 0, (name, runs[0]["error_samples"])
             assert runs[0]["events"] == int(n) * 3
@@ -73,3 +75,4 @@ def test_harness_runs_every_workload_against_every_contender(
         assert heading in table
     assert "working vs reflex" in table
     assert "working vs caddy" in table
+    assert "working vs working-2w" in table

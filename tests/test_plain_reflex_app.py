@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import os
 import select
 import shlex
@@ -36,6 +37,7 @@ import httpx
 import pytest
 
 from services import REPO, Server, base_env, free_port
+from working.runtime import build_facts
 from working.runtime.contract import contract
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.network]
@@ -190,6 +192,12 @@ def test_on_the_runtime_unchanged(
     # The computed var that queries the database was prerendered from the build's own scratch
     # database, at the app's head: empty tables, not an error.
     assert "0 signed" in (export / "index.html").read_text()
+    # What the compile learned, for the serving process that does not compile: only the page
+    # with component states is evaluated there, and /_upload is routed.
+    facts = json.loads((export / build_facts.MANIFEST).read_text())
+    assert facts["stateful_pages"] == ["index"], facts
+    assert facts["upload_is_used"] is True, facts
+    assert "@radix-ui/themes" in facts["bundled_libraries"], facts
 
     port = free_port()
     serve_env = env | {"PORT": str(port), "FRONTEND_DIR": str(export)}
@@ -423,6 +431,12 @@ def _drive(browser, url: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
             badge.wait_for(timeout=10_000)
         seen = (page.evaluate("window.__violations"), errors, page.content()[-3000:])
         assert badge.is_visible(), seen
+        # Each instance of a component state keeps its own count.
+        page.locator("#right-step").click()
+        page.locator("#right-step").click()
+        page.locator("#left-step").click()
+        page.locator("#right-steps").filter(has_text="2").wait_for(timeout=10_000)
+        page.locator("#left-steps").filter(has_text="1").wait_for(timeout=10_000)
         # The guestbook: written with rx.session(), counted by a computed var, kept.
         page.locator("#entry-text").fill("signed in Chromium")
         page.locator("#entry-submit").click()

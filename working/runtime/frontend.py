@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import app as app_seam
+from . import build_facts
 from .errors import FrontendError, WorkingError
 from .nodejs import program, require_node_and_npm
 from .settings import for_build
@@ -32,9 +33,6 @@ from .settings import for_build
 LOCK_DIR = Path("nix") / "frontend"
 LOCK_FILES = ("package.json", "package-lock.json")
 REFRESH_COMMAND = "uv run working lock-frontend"
-# What the compiled bundle put in `window.__reflex`, beside the export: the serving process
-# never compiles, and its dynamic components must import these from the bundle, not a CDN.
-BUNDLED_LIBRARIES = "reflex-bundled-libraries.json"
 
 # Reflex bakes an absolute backend URL into the bundle and, for localhost, swaps in the page's
 # host name but keeps the baked port. The whole app is served from one origin, so the backend
@@ -169,31 +167,8 @@ def _child_build() -> None:
     _pin_build_metadata(web / "reflex.json")
     _patch_same_origin(web / "utils" / "state.js")
     build.build()
-    _write_bundled_libraries(web / "build" / "client")
+    build_facts.write(web, web / "build" / "client")
     _precompress(web / "build" / "client")
-
-
-def _write_bundled_libraries(export: Path) -> None:
-    # Filled while compiling: Reflex's defaults, then each compiler plugin's frontend
-    # dependencies and the Radix plugin's package (reflex 0.9.2, compiler.compile_app).
-    from reflex_base.components.dynamic import bundled_libraries
-
-    (export / BUNDLED_LIBRARIES).write_text(json.dumps(list(dict.fromkeys(bundled_libraries))))
-
-
-def load_bundled_libraries(export: Path) -> None:
-    """Tell Reflex's dynamic-component serializer what the export bundled, as compiling would.
-
-    Plain Reflex learns it by compiling in the serving process; without it, a dynamic
-    component's `@radix-ui/themes` import becomes cdn.jsdelivr.net, which the page's policy
-    refuses (and an offline network cannot reach), and the component never renders."""
-    from reflex_base.components.dynamic import bundled_libraries
-
-    manifest = export / BUNDLED_LIBRARIES
-    if not manifest.is_file():
-        return  # an export built before the manifest: Reflex's defaults, as before
-    names = json.loads(manifest.read_text())
-    bundled_libraries[:] = list(dict.fromkeys([*bundled_libraries, *names]))
 
 
 def _child_check() -> None:

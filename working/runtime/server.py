@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import app as app_seam
-from . import db, draining, frontend, limits, logs, reflex_config, security_headers, statestore
+from . import build_facts, db, draining, limits, logs, reflex_config, security_headers, statestore
 from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
@@ -57,7 +57,7 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     # Before the app's module runs: it may open rx.session() at import.
     db.share_with_reflex(settings)
     app = app_seam.load()
-    frontend.load_bundled_libraries(settings.frontend_dir)
+    build_facts.apply(settings.frontend_dir)
     for line in app_seam.shadowed_pages(app):
         log.warning("%s", line)
 

@@ -1,7 +1,8 @@
 """A counter with a dynamic component and an external stylesheet, plus what a typical app has
-around it: a guestbook in rx.Model (rx.session(), a history from `reflex db makemigrations`,
-a computed var that queries it), uploads and downloads, a background task, a dynamic route,
-browser storage, a shared asset and a data file beside the module. Written the ordinary way."""
+around it: components with a state of their own (rx.ComponentState), a guestbook in rx.Model
+(rx.session(), a history from `reflex db makemigrations`, a computed var that queries it),
+uploads and downloads, a background task, a dynamic route, browser storage, a shared asset and
+a data file beside the module. Written the ordinary way."""
 
 import asyncio
 import csv
@@ -36,6 +37,25 @@ class CounterState(rx.State):
         # A component built on the server and rendered by the browser: Reflex's dynamic
         # components, evaluated from a data: module (state.js evalReactComponent).
         return rx.badge(f"clicked {self.count} times", id="badge", color_scheme="green")
+
+
+class Stepper(rx.ComponentState):
+    """A component with a state of its own per instance: Reflex makes each instance's state
+    class when the page is evaluated."""
+
+    steps: int = 0
+
+    @rx.event
+    def step(self) -> None:
+        self.steps += 1
+
+    @classmethod
+    def get_component(cls, *children: rx.Component, **props: Any) -> rx.Component:
+        name = props.pop("name")
+        return rx.hstack(
+            rx.button("Step", id=f"{name}-step", on_click=cls.step),
+            rx.text(cls.steps, id=f"{name}-steps"),
+        )
 
 
 class ColorPicker(rx.Component):
@@ -147,6 +167,8 @@ def index() -> rx.Component:
         rx.button("Click", id="click", on_click=CounterState.increment),
         rx.text(CounterState.count, id="count"),
         CounterState.badge,
+        Stepper.create(name="left"),
+        Stepper.create(name="right"),
         rx.form(
             rx.input(name="text", id="entry-text", placeholder="Sign the guestbook"),
             rx.button("Sign", id="entry-submit", type="submit"),
