@@ -303,32 +303,34 @@ MUTATIONS = [
         "note-cap-shared",
         "the note limit is per account",
         "working/notes.py",
-        [
-            (
-                "select(func.count()).select_from(Note).where(Note.account_id == account_id)",
-                "select(func.count()).select_from(Note)",
-            )
-        ],
+        [("            .where(Note.account_id == LoginSession.account_id)\n", "")],
         ["tests/test_app.py::test_note_cap_is_per_account[sqlite]"],
     ),
     _m(
         "notes-listed-for-everyone",
         "an account sees only its own notes",
         "working/notes.py",
-        [("        .where(Note.account_id == account_id)\n        .order_by", "        .order_by")],
+        [("Note.account_id == Account.id)", "Note.account_id > 0)")],
         ["tests/test_app.py::test_notes_belong_to_their_owner[sqlite]"],
     ),
     _m(
         "note-deleted-by-anyone",
         "an account deletes only its own notes",
         "working/notes.py",
+        [("    Note.account_id == select(LoginSession", "    Note.account_id != select(LoginSession")],
+        ["tests/test_app.py::test_notes_belong_to_their_owner[sqlite]"],
+    ),
+    _m(
+        "notes-for-an-expired-session",
+        "a notes event of a tab whose session expired or was revoked reads and writes nothing",
+        "working/auth.py",
         [
             (
-                "delete(Note).where(Note.id == note_id, Note.account_id == account_id)",
-                "delete(Note).where(Note.id == note_id)",
+                "return and_(LoginSession.id == session_id, LoginSession.expires_at > now)",
+                "return and_(LoginSession.id == session_id)",
             )
         ],
-        ["tests/test_app.py::test_notes_belong_to_their_owner[sqlite]"],
+        ["tests/test_app.py::test_a_dead_session_reads_and_writes_nothing[sqlite]"],
     ),
     # -- static files and the build ----------------------------------------------------------------
     _m(

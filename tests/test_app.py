@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -14,8 +15,10 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from working import auth, notes
-from working.models import Account
+from working.models import Account, Note
 from working.runtime import db, migrations, settings
+
+TTL = timedelta(hours=1)
 
 
 def test_migrations_are_idempotent(engine: Engine) -> None:
@@ -46,26 +49,63 @@ def test_sign_up_rejects_taken_names_and_out_of_range_input(tx) -> None:  # type
         tx(auth.sign_up, "bob smith", "correct horse")
 
 
+def _session(tx, username: str, ttl: timedelta = TTL) -> int:  # type: ignore[no-untyped-def]
+    """A new account's login session, by id (what a logged-in tab holds)."""
+    user = tx(auth.sign_up, username, "correct horse")
+    return int(tx(auth.open_session, user.id, "10.0.0.1", ttl).session_id)
+
+
+def _notes(tx, action, session_id: int, *args: str):  # type: ignore[no-untyped-def]
+    """A notes action in its own transaction on a Core connection, as a notes event runs it."""
+    return tx(lambda s: action(s.connection(), session_id, *args))
+
+
+def _bodies(tx, session_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+    listing = _notes(tx, notes.read, session_id)
+    assert listing is not None
+    return [n.body for n in listing.notes]
+
+
 def test_notes_belong_to_their_owner(tx) -> None:  # type: ignore[no-untyped-def]
-    alice = tx(auth.sign_up, "alice", "correct horse")
-    bob = tx(auth.sign_up, "bob", "correct horse")
-    first = tx(notes.add_note, alice.id, "first")
-    tx(notes.add_note, alice.id, "second")
-    assert [n.body for n in tx(notes.list_notes, alice.id)] == ["second", "first"]
-    assert tx(notes.list_notes, bob.id) == []
-    assert tx(notes.delete_note, bob.id, first.id) is False
-    assert len(tx(notes.list_notes, alice.id)) == 2
-    assert tx(notes.delete_note, alice.id, first.id) is True
-    assert [n.body for n in tx(notes.list_notes, alice.id)] == ["second"]
+    alice, bob = _session(tx, "alice"), _session(tx, "bob")
+    assert _notes(tx, notes.read, alice) == notes.Listing("alice", [])
+    _notes(tx, notes.add, alice, "first")
+    added = _notes(tx, notes.add, alice, "second")
+    assert added.error == ""
+    assert [n.body for n in added.notes] == ["second", "first"]
+    assert _bodies(tx, bob) == []
+    first = str(added.notes[1].id)
+    gone = "That note does not exist."
+    assert _notes(tx, notes.delete_note, bob, first) == notes.Listing("bob", [], gone)
+    assert _bodies(tx, alice) == ["second", "first"]
+    # Ids as a page could send them: none names a note, none is a database error.
+    for hostile in ("-1", "1.0", "\u00b2", "9" * 30, ""):
+        assert _notes(tx, notes.delete_note, alice, hostile).error == gone
+    assert _notes(tx, notes.delete_note, alice, first).error == ""
+    assert _bodies(tx, alice) == ["second"]
+
+
+def test_a_dead_session_reads_and_writes_nothing(tx) -> None:  # type: ignore[no-untyped-def]
+    alice = _session(tx, "alice")
+    _notes(tx, notes.add, alice, "kept")
+    note = str(_notes(tx, notes.read, alice).notes[0].id)
+    expired = _session(tx, "bob", ttl=timedelta(seconds=-1))
+    assert _notes(tx, notes.read, expired) is None
+    assert _notes(tx, notes.add, expired, "too late") is None
+    tx(auth.log_out, "", alice)
+    assert _notes(tx, notes.read, alice) is None
+    assert _notes(tx, notes.add, alice, "after log-out") is None
+    assert _notes(tx, notes.delete_note, alice, note) is None
+    assert tx(lambda s: s.scalars(select(Note.body)).all()) == ["kept"]
 
 
 def test_note_length_is_limited(tx) -> None:  # type: ignore[no-untyped-def]
-    alice = tx(auth.sign_up, "alice", "correct horse")
-    tx(notes.add_note, alice.id, "x" * notes.NOTE_MAX)
-    with pytest.raises(notes.NoteError, match=f"at most {notes.NOTE_MAX} characters"):
-        tx(notes.add_note, alice.id, "x" * (notes.NOTE_MAX + 1))
-    with pytest.raises(notes.NoteError, match="cannot be empty"):
-        tx(notes.add_note, alice.id, "   ")
+    alice = _session(tx, "alice")
+    assert _notes(tx, notes.add, alice, "x" * notes.NOTE_MAX).error == ""
+    too_long = _notes(tx, notes.add, alice, "x" * (notes.NOTE_MAX + 1)).error
+    assert f"at most {notes.NOTE_MAX} characters" in too_long
+    assert "cannot be empty" in _notes(tx, notes.add, alice, "   ").error
+    assert len(_bodies(tx, alice)) == 1
 
 
 def test_the_head_read_from_the_scripts_is_alembics() -> None:
@@ -160,23 +200,22 @@ def test_a_pooled_connection_the_database_dropped_is_replaced_on_checkout(
 
 
 def test_note_cap_is_per_account(tx) -> None:  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
-    from working.models import Note
-
-    alice = tx(auth.sign_up, "alice", "correct horse")
-    bob = tx(auth.sign_up, "bob", "correct horse")
+    alice, bob = _session(tx, "alice"), _session(tx, "bob")
+    alice_id = tx(lambda s: s.scalar(select(Account.id).where(Account.username == "alice")))
     now = datetime.now(UTC)
-    # Alice at the cap, in one transaction (the cap itself is what is under test, not add_note).
+    # Alice at the cap, in one transaction (the cap itself is what is under test, not add).
     tx(
         lambda s: s.add_all(
-            Note(account_id=alice.id, body=f"note {n}", created_at=now)
+            Note(account_id=alice_id, body=f"note {n}", created_at=now)
             for n in range(notes.NOTES_PER_ACCOUNT_MAX)
         )
     )
-    with pytest.raises(notes.NoteError, match=f"You have {notes.NOTES_PER_ACCOUNT_MAX} notes"):
-        tx(notes.add_note, alice.id, "one too many")
+    refused = _notes(tx, notes.add, alice, "one too many")
+    assert refused.error == (
+        f"You have {notes.NOTES_PER_ACCOUNT_MAX} notes, the most one account can keep."
+    )
+    assert len(refused.notes) == notes.NOTES_PER_ACCOUNT_MAX
     # Her notes count against her limit only: Bob still adds his.
-    assert tx(notes.add_note, bob.id, "bob's first").body == "bob's first"
-    assert len(tx(notes.list_notes, alice.id)) == notes.NOTES_PER_ACCOUNT_MAX
-    assert [n.body for n in tx(notes.list_notes, bob.id)] == ["bob's first"]
+    assert _notes(tx, notes.add, bob, "bob's first").error == ""
+    assert _bodies(tx, bob) == ["bob's first"]
+    assert len(_bodies(tx, alice)) == notes.NOTES_PER_ACCOUNT_MAX

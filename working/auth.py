@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, case, delete, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -281,6 +281,13 @@ def session_for_token(db: Session, token: str) -> Found | None:
     if not token or len(token) > 128:
         return None
     return _found(db, LoginSession.token_hash == _token_hash(token))
+
+
+def live(session_id: Any, now: Any) -> ColumnElement[bool]:
+    """A login session that exists and has not expired (what `session_by_id` finds), as a
+    condition on LoginSession: a statement acting for a tab checks its session in the same
+    round trip (notes.py)."""
+    return and_(LoginSession.id == session_id, LoginSession.expires_at > now)
 
 
 def session_by_id(db: Session, session_id: int) -> Found | None:

@@ -19,9 +19,9 @@ from reflex.event import EventSpec
 from reflex.middleware.middleware import Middleware
 from reflex.state import BaseState, StateUpdate
 from reflex_base.event import Event, get_hydrate_event
-from sqlalchemy.orm import Session
 
 from . import auth, housekeeping, login, login_guard, notes, session_cookie
+from .notes import Listing
 from .runtime import db, health
 from .runtime.settings import app_setting, from_environ
 
@@ -141,49 +141,34 @@ class NotesState(AuthState):
 
     @rx.event
     async def load(self):
-        return await self._act(None)
+        return await self._act(notes.read)
 
     @rx.event
     async def add(self, form: dict[str, Any]):
-        body = form.get("body", self.draft)
-        redirect = await self._act(lambda s, user: notes.add_note(s, user.id, body))
-        if not self.note_error:
+        redirect = await self._act(notes.add, str(form.get("body", self.draft)))
+        if not self.note_error and self.draft:
             self.draft = ""
         return redirect
 
     @rx.event
     async def remove(self, note_id: str):
-        def delete(s: Session, user: auth.User) -> None:
-            if not note_id.isdigit() or not notes.delete_note(s, user.id, int(note_id)):
-                raise notes.NoteError("That note does not exist.")
+        return await self._act(notes.delete_note, str(note_id))
 
-        return await self._act(delete)
-
-    async def _act(self, action: Callable[[Session, auth.User], object] | None):
-        """Check the session, run the action, and read the notes back: one transaction and one
-        thread hop per event, since every event costs the one event loop all browsers share."""
-
-        session_id = self._session_id
-
-        def run(s: Session) -> tuple[auth.User | None, list[notes.NoteView], str]:
-            found = auth.session_by_id(s, session_id)
-            if found is None:
-                return None, [], ""
-            user = found.user
-            error = ""
-            if action is not None:
-                try:
-                    action(s, user)
-                except notes.NoteError as exc:  # raised before anything is written
-                    error = str(exc)
-            return user, notes.list_notes(s, user.id), error
-
-        user, rows, self.note_error = await db.run(run)
-        if user is None:
+    async def _act(self, action: Callable[..., Listing | None], *args: str):
+        """Run the action for this tab's session and read the notes back: one transaction and
+        one thread hop per event, since every event costs the one event loop all browsers
+        share. Only what changed is set: each var set is sent, and recomputed on."""
+        page = await db.run_sql(action, self._session_id, *args)
+        if page is None:
             await self._forget()
             return rx.redirect("/login")
-        self.username = user.username
-        self.notes = [{"id": str(n.id), "body": n.body, "created_at": n.created_at} for n in rows]
+        if self.username != page.username:
+            self.username = page.username
+        if self.note_error != page.error:
+            self.note_error = page.error
+        self.notes = [
+            {"id": str(n.id), "body": n.body, "created_at": n.created_at} for n in page.notes
+        ]
         return None
 
 

@@ -63,6 +63,17 @@ async def run(fn: Callable[..., _T], *args: Any) -> _T:
     return await asyncio.to_thread(in_session)
 
 
+async def run_sql(fn: Callable[..., _T], *args: Any) -> _T:
+    """`fn(connection, *args)` in one committed transaction, in a worker thread, like `run`,
+    on a Core connection: for statements built once, without the ORM's work on each."""
+
+    def in_transaction() -> _T:
+        with engine().begin() as c:
+            return fn(c, *args)
+
+    return await asyncio.to_thread(in_transaction)
+
+
 def share_with_reflex(settings: Settings) -> None:
     """`rx.session()` and `rx.Model` queries use the runtime's engine: one pool per process,
     disposed at shutdown, and the same connect timeout and SQLite pragmas.
