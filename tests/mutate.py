@@ -317,7 +317,7 @@ MUTATIONS = [
         "note-deleted-by-anyone",
         "an account deletes only its own notes",
         "working/notes.py",
-        [("    Note.account_id == select(LoginSession", "    Note.account_id != select(LoginSession")],
+        [("Note.account_id == select(LoginSession", "Note.account_id != select(LoginSession")],
         ["tests/test_app.py::test_notes_belong_to_their_owner[sqlite]"],
     ),
     _m(
