@@ -203,9 +203,7 @@ def headline(data: dict[str, Any]) -> str:
             f"{theirs / ours:.2f}x |"
         )
     if (by := s.get("events", {}).get("200")) and _has(by, REFLEX):
-        rate = {
-            c: _median([r["events"] / r["seconds"] for r in by[c]]) for c in (WORKING, "reflex")
-        }
+        rate = {c: _rate(by[c]) for c in (WORKING, "reflex")}
         errors = {c: sum(r["errors"] for r in by[c]) for c in (WORKING, "reflex")}
         rows.append(
             f"| events, 200 clients back to back | {rate[WORKING]:.0f} ev/s, "
@@ -213,7 +211,7 @@ def headline(data: dict[str, Any]) -> str:
             f"{rate[WORKING] / rate['reflex']:.2f}x |"
         )
         if _has(by, WORKING_2):
-            two = _median([r["events"] / r["seconds"] for r in by[WORKING_2]])
+            two = _rate(by[WORKING_2])
             idle = _median(s["memory"][WORKING_2]["idle_rss"])
             rows.append(
                 f"| the same, 2 workers on Redis | {two:.0f} ev/s, {idle / 2**20:.0f} MiB idle | "

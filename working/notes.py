@@ -21,10 +21,6 @@ NOTE_MAX = 1000
 NOTES_PER_ACCOUNT_MAX = 500
 
 
-class NoteError(Exception):
-    """A message fit to show the user as it is."""
-
-
 @dataclass(frozen=True)
 class NoteView:
     id: int
