@@ -530,6 +530,19 @@ MUTATIONS = [
         fast=False,
     ),
     _m(
+        "build-manifest-traceback",
+        "an export with an unreadable build manifest stops serve with one line and exit 1",
+        "working/runtime/build_facts.py",
+        [
+            (
+                "    except ValueError:\n        facts = None\n",
+                "    except OSError:\n        facts = None\n",
+            )
+        ],
+        ["tests/test_entrypoint.py::test_an_unreadable_build_manifest_is_one_line_and_exit_1"],
+        fast=False,
+    ),
+    _m(
         "stateful-pages-not-evaluated",
         "the pages whose evaluation makes state classes (rx.ComponentState) are evaluated by the "
         "serving process, which compiles nothing else",

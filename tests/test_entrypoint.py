@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from services import (
     base_env,
     free_port,
 )
-from working.runtime import app_settings
+from working.runtime import app_settings, build_facts
 from working.runtime.contract import contract
 from working.runtime.settings import SQLITE_FILE
 
@@ -233,6 +234,26 @@ def test_failed_migration_stops_startup(pg_url: str, postgres: Postgres) -> None
     assert lines[-1].startswith("[ERROR] migration failed: ")
     assert "Traceback" not in result.stdout + result.stderr
     assert_no_password(result.stdout + result.stderr, pg_url)
+
+
+def test_an_unreadable_build_manifest_is_one_line_and_exit_1(
+    frontend_export: Path, tmp_path: Path
+) -> None:
+    # An export whose manifest of what the compile learned is cut short (a half-copied volume).
+    # The export may be read-only (a Nix store path): copyfile leaves the copies writable.
+    export = tmp_path / "export"
+    shutil.copytree(frontend_export, export, copy_function=shutil.copyfile)
+    manifest = export / build_facts.MANIFEST
+    manifest.write_text('{"bundled_libraries": []')
+    env = base_env(PORT=str(free_port()), DATA_DIR=str(tmp_path / "data"), FRONTEND_DIR=str(export))
+    result = run("serve", env=env)
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == EXIT["error"], f"exit {result.returncode}\n{result.stdout}"
+    assert lines[-1] == (
+        f"[ERROR] {manifest} is not a build manifest this runtime reads; rebuild the frontend "
+        "(working build-frontend) with this version of the runtime"
+    )
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_a_taken_port_is_one_line_and_exit_1(frontend_export: Path, tmp_path: Path) -> None:
