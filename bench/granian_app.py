@@ -9,4 +9,4 @@ from working.runtime import health, server
 from working.runtime.settings import from_environ
 
 _settings = from_environ()
-app = server.build_asgi(_settings, health.install(_settings))
+app = server.build(_settings, health.install(_settings)).app

@@ -344,12 +344,11 @@ MUTATIONS = [
                 "        self._root = directory\n",
             ),
             (
-                '        entry = self._files.get(scope["path"])\n',
-                '        entry = self._files.get(scope["path"])\n'
-                '        disk = self._root / scope["path"].lstrip("/")\n'
+                "        entry = self._files.get(path)\n",
+                "        entry = self._files.get(path)\n"
+                '        disk = self._root / path.lstrip("/")\n'
                 "        if entry is None and disk.is_file():\n"
-                "            await _respond(send, 200, [], disk.read_bytes())\n"
-                "            return\n",
+                "            return Response.of(200, [], disk.read_bytes())\n",
             ),
         ],
         ["tests/test_server.py::test_traversal_paths_never_leave_the_export"],
@@ -654,6 +653,82 @@ MUTATIONS = [
         "working/runtime/static.py",
         [("            entry = self._shell\n", "            pass\n")],
         ["tests/test_static.py"],
+    ),
+    # -- the export's files answered by the HTTP protocol (issue 22) ----------------------------
+    _m(
+        "files-answered-out-of-turn",
+        "a file pipelined behind a request still being answered waits its turn",
+        "working/runtime/http_protocol.py",
+        [("        if answering or self.pipeline:\n", "        if False:\n")],
+        [
+            "tests/test_http_protocol.py::test_a_file_is_answered_by_the_protocol_with_the_bytes_asgi_would_send"
+        ],
+    ),
+    _m(
+        "files-close-ignored",
+        "HTTP/1.0 and Connection: close are answered with connection: close, then closed",
+        "working/runtime/http_protocol.py",
+        [
+            (
+                '        keep_alive = version != "1.0" and self.parser.should_keep_alive()\n',
+                "        keep_alive = True\n",
+            )
+        ],
+        ["tests/test_http_protocol.py::test_a_request_that_asks_for_close_is_answered_then_closed"],
+    ),
+    _m(
+        "files-idle-connection-kept",
+        "a kept-alive connection is closed after the keep-alive timeout, files or not",
+        "working/runtime/http_protocol.py",
+        [("        self.on_response_complete()\n        return True\n", "        return True\n")],
+        [
+            "tests/test_http_protocol.py::test_a_kept_alive_connection_is_closed_once_idle_for_the_keep_alive_timeout"
+        ],
+    ),
+    _m(
+        "files-head-sends-the-body",
+        "HEAD is answered with the length and no body",
+        "working/runtime/http_protocol.py",
+        [
+            (
+                '        body = b"" if method == b"HEAD" else response.body\n',
+                "        body = response.body\n",
+            )
+        ],
+        [
+            "tests/test_http_protocol.py::test_head_304_and_a_dropped_request_body_leave_the_connection_in_step"
+        ],
+    ),
+    _m(
+        "files-buffered-for-a-client-not-reading",
+        "a client that does not read its answers gets no more of them buffered",
+        "working/runtime/http_protocol.py",
+        [("        if self.flow.write_paused:", "        if False:")],
+        [
+            "tests/test_http_protocol.py::test_a_client_that_reads_nothing_is_not_buffered_for[small-files-pipelined]"
+        ],
+    ),
+    _m(
+        "files-large-body-in-one-write",
+        "a file over one chunk goes out as the client reads it, not into the server's buffer whole",
+        "working/runtime/http_protocol.py",
+        [("        if len(body) > CHUNK:\n            return False\n", "")],
+        [
+            "tests/test_http_protocol.py::test_a_client_that_reads_nothing_is_not_buffered_for[one-large-file]"
+        ],
+    ),
+    _m(
+        "files-access-line-names-the-proxy",
+        "the access line of a file names the client a trusted proxy forwarded, as for any request",
+        "working/runtime/http_protocol.py",
+        [
+            (
+                "            self._client(), method.decode()",
+                "            self.client, method.decode()",
+            )
+        ],
+        ["tests/test_limits.py::test_forwarded_headers_are_believed_only_from_trusted_proxies"],
+        fast=False,
     ),
     _m(
         "build-reads-the-deployment-database",

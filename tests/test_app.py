@@ -135,7 +135,7 @@ def test_a_database_at_head_is_checked_without_alembic(engine: Engine) -> None:
 def test_the_serving_process_shares_its_engine_with_reflex_without_alembic(
     tmp_path: Path,
 ) -> None:
-    # What build_asgi does before it loads the app: Reflex's model module, which imports
+    # What server.build does before it loads the app: Reflex's model module, which imports
     # Alembic when it is installed, comes without it; rx.session() still uses the runtime's
     # engine, and Reflex's own migration helpers name the runtime's commands.
     script = (

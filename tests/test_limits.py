@@ -363,14 +363,17 @@ def test_forwarded_headers_are_believed_only_from_trusted_proxies(
         srv = Server(env, port, cwd=tmp_path).start()
         try:
             srv.wait_healthy()
-            httpx.get(
-                f"{srv.url}/livez?probe={port}",
-                headers={"X-Forwarded-For": "203.0.113.7"},
-                timeout=10,
-            )
-            wait_until(lambda s=srv, p=port: f"probe={p}" in s.output, 5, "the access line")
-            line = next(x for x in srv.lines if f"probe={port}" in x)
-            assert f"] {expected}:" in line, line
+            # /livez through the app, / a file of the export (answered by the protocol)
+            for path in ("/livez", "/"):
+                httpx.get(
+                    f"{srv.url}{path}?probe={port}",
+                    headers={"X-Forwarded-For": "203.0.113.7"},
+                    timeout=10,
+                )
+                probe = f"{path}?probe={port}"
+                wait_until(lambda s=srv, p=probe: p in s.output, 5, "the access line")
+                line = next(x for x in srv.lines if probe in x)
+                assert f"] {expected}:" in line, line
         finally:
             srv.stop()
 

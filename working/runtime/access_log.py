@@ -44,12 +44,25 @@ class AccessLog:
             self._record(scope, status, complete)
 
     def _record(self, scope: Scope, status: int, complete: bool) -> None:
-        client = scope.get("client")
-        address = f"{client[0]}:{client[1]}" if client else "-"
-        path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
+        target = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
         if scope.get("query_string"):
-            path += "?" + scope["query_string"].decode("latin-1")
-        message = f'{address} - "{scope["method"]} {path} HTTP/{scope["http_version"]}" {status}'
+            target += "?" + scope["query_string"].decode("latin-1")
+        self.note(
+            scope.get("client"), scope["method"], target, scope["http_version"], status, complete
+        )
+
+    def note(
+        self,
+        client: tuple[str, int] | None,
+        method: str,
+        target: str,
+        http_version: str,
+        status: int,
+        complete: bool = True,
+    ) -> None:
+        """The line for one request: also for those the HTTP protocol answers itself."""
+        address = f"{client[0]}:{client[1]}" if client else "-"
+        message = f'{address} - "{method} {target} HTTP/{http_version}" {status}'
         if not complete:  # the client went away, or the shutdown deadline cut the response
             message += " (incomplete)"
         line = render(self.fmt, "INFO", "access", message)

@@ -28,7 +28,7 @@ def serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # Start-up makes a few hundred thousand objects that live as long as the process, and no
     # garbage: collections meanwhile would only walk them again and again (a tenth of the
-    # start). server.build_asgi freezes them and turns collection back on.
+    # start). server.build freezes them and turns collection back on.
     gc.disable()
     settings = _settings()
     log.info(

@@ -20,14 +20,24 @@ import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 import uvicorn
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import app as app_seam
-from . import build_facts, db, draining, limits, logs, reflex_config, security_headers, statestore
+from . import (
+    build_facts,
+    db,
+    draining,
+    http_protocol,
+    limits,
+    logs,
+    reflex_config,
+    security_headers,
+    statestore,
+)
 from .access_log import AccessLog
 from .contract import contract, exit_code
 from .errors import WorkingError
@@ -47,7 +57,13 @@ _FORCED_LIFESPAN_S = 1.0
 _failover: Any = None
 
 
-def build_asgi(settings: Settings, health: Health) -> ASGIApp:
+class Built(NamedTuple):
+    app: ASGIApp
+    # uvicorn's `http=`: the protocol that bounds request heads and answers the export's files.
+    http: type[asyncio.Protocol]
+
+
+def build(settings: Settings, health: Health) -> Built:
     """The Reflex app with /health, /livez and the static export mounted beside its backend."""
     from reflex_base.environment import environment
 
@@ -119,7 +135,7 @@ def build_asgi(settings: Settings, health: Health) -> ASGIApp:
     # first: it took a tenth of the start to find a few hundred unreachable objects.
     gc.freeze()
     gc.enable()  # off during start-up (see entrypoint.serve)
-    return access
+    return Built(access, http_protocol.protocol(static, access))
 
 
 def _transformers(declared: Any) -> list[Any]:
@@ -252,17 +268,18 @@ def _start_deadline(seconds: float) -> None:
     threading.Thread(target=expire, name="shutdown-deadline", daemon=True).start()
 
 
-def _config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+def _config(built: Built, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
-        app,
+        built.app,
         host=settings.host,
         port=settings.port,
         lifespan="on",
         log_config=None,
         # Access lines come from AccessLog, batched; uvicorn's own are one logging call each.
         access_log=False,
-        # The request head is bounded in size and time (limits.py); WebSocket messages too.
-        http=limits.BoundedHttpTools,
+        # The request head is bounded in size and time (limits.py), the export's files are
+        # answered without ASGI (http_protocol.py); WebSocket messages are bounded too.
+        http=built.http,
         ws_max_size=limits.MAX_WEBSOCKET_MESSAGE_BYTES,
         timeout_keep_alive=limits.KEEP_ALIVE_TIMEOUT_S,
         # Traefik terminates TLS; its X-Forwarded-For and -Proto tell the app the client's
@@ -282,8 +299,7 @@ def serve(settings: Settings, health: Health) -> int:
     if settings.web_concurrency > 1:
         gc.enable()  # the supervisor builds no app; each worker does
         return _supervise(settings, sock)
-    app = build_asgi(settings, health)
-    server = _Server(_config(app, settings), health, settings)
+    server = _Server(_config(build(settings, health), settings), health, settings)
     server.run(sockets=[sock])
     if not server.started:
         return exit_code("error")
@@ -310,7 +326,7 @@ def run_worker(sock: socket.socket, ready: Any) -> None:
     # Until the server takes the signals over: a SIGTERM now is a clean stop, not a crash.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(exit_code("ok")))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    gc.disable()  # until build_asgi has frozen the app (see entrypoint.serve)
+    gc.disable()  # until build has frozen the app (see entrypoint.serve)
     from . import db, health
     from .settings import from_environ
 
@@ -319,13 +335,13 @@ def run_worker(sock: socket.socket, ready: Any) -> None:
     try:
         db.configure(settings)
         monitor = health.install(settings)
-        app = build_asgi(settings, monitor)
+        built = build(settings, monitor)
     except Exception as exc:
         log.error(
             "worker %d could not start: %s", os.getpid(), f"{type(exc).__name__}: {describe(exc)}"
         )
         sys.exit(exit_code("error"))
-    server = _Server(_config(app, settings), monitor, settings, ready=ready)
+    server = _Server(_config(built, settings), monitor, settings, ready=ready)
     try:
         server.run(sockets=[sock])
     finally:

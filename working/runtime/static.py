@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from starlette.types import Receive, Scope, Send
@@ -25,13 +26,29 @@ _REVALIDATE = b"no-cache"
 _ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
 # Bodies go out in writes of at most this much: one write for every file of a usual export,
 # while a slow reader of a huge file holds back the response instead of megabytes of buffer.
-_CHUNK = 1024 * 1024
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Response:
+    """A whole answer, prepared at start. `head` is `headers` as they go on the wire, for the
+    HTTP protocol's own answer (http_protocol.py); ASGI takes the list."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    head: bytes
+
+    @classmethod
+    def of(cls, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
+        head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+        return cls(status, headers, body, head)
 
 
 @dataclass(frozen=True)
 class _Variant:
-    body: bytes
-    headers: list[tuple[bytes, bytes]]
+    ok: Response
+    not_modified: Response
     etag: bytes
 
 
@@ -41,7 +58,7 @@ class _File:
 
 
 class FrontendFiles:
-    """An ASGI app serving the export: pages by route (/notes -> notes.html), 404.html last."""
+    """The export's answers by route (/notes -> notes.html), 404.html last; an ASGI app too."""
 
     def __init__(
         self,
@@ -62,6 +79,10 @@ class FrontendFiles:
             if path.is_file() and path.suffix not in (".br", ".gz"):
                 self._add(directory, path)
         self._not_found = self._files.get("/404.html")
+        self._plain_not_found = Response.of(
+            404, [(b"content-type", b"text/plain"), *self._extra], b"Not Found"
+        )
+        self._not_allowed = Response.of(405, [(b"allow", b"GET, HEAD"), *self._extra], b"")
         # The app's dynamic routes (/item/[id]) have no page of their own in the export: the
         # SPA shell renders them in the browser, and a direct link or a reload is a 200.
         self._shell = self._files.get("/__spa-fallback.html")
@@ -90,7 +111,10 @@ class FrontendFiles:
             if compressed:
                 headers.append((b"vary", b"Accept-Encoding"))
             headers.extend(self._extra)
-            entry.variants[encoding] = _Variant(body, headers, etag)
+            unchanged = [h for h in headers if h[0] != b"content-length"]
+            entry.variants[encoding] = _Variant(
+                Response.of(200, headers, body), Response.of(304, unchanged, b""), etag
+            )
         for route in _routes(relative):
             if route not in self._reserved:
                 self._files.setdefault(route, entry)
@@ -98,41 +122,47 @@ class FrontendFiles:
     def match(self, path: str) -> bool:
         return path in self._files
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert scope["type"] == "http"
-        method = scope["method"]
+    def respond(
+        self, method: str, path: str, request_headers: Iterable[tuple[bytes, bytes]]
+    ) -> Response:
+        """The answer to `method path` with these (lower-cased) request headers: a lookup."""
         if method not in ("GET", "HEAD"):
-            await _respond(send, 405, [(b"allow", b"GET, HEAD"), *self._extra], b"")
-            return
-        entry = self._files.get(scope["path"])
-        status = 200
-        if entry is None and any(p.fullmatch(scope["path"]) for p in self._dynamic):
+            return self._not_allowed
+        entry = self._files.get(path)
+        found = True
+        if entry is None and any(p.fullmatch(path) for p in self._dynamic):
             entry = self._shell
         if entry is None:
             if self._not_found is None:
-                headers = [(b"content-type", b"text/plain"), *self._extra]
-                await _respond(send, 404, headers, b"Not Found")
-                return
-            entry, status = self._not_found, 404
-        request = dict(scope["headers"])
-        variant = _negotiate(entry, request.get(b"accept-encoding", b""))
-        if status == 200 and variant.etag in request.get(b"if-none-match", b""):
-            await _respond(
-                send, 304, [h for h in variant.headers if h[0] != b"content-length"], b""
-            )
-            return
-        await send({"type": "http.response.start", "status": status, "headers": variant.headers})
-        if method == "HEAD":
-            await send({"type": "http.response.body", "body": b""})
-            return
-        body = variant.body
-        if len(body) <= _CHUNK:
+                return self._plain_not_found
+            entry, found = self._not_found, False
+        accept_encoding = if_none_match = b""
+        for name, value in request_headers:
+            if name == b"accept-encoding":
+                accept_encoding = value
+            elif name == b"if-none-match":
+                if_none_match = value
+        variant = _negotiate(entry, accept_encoding)
+        if not found:
+            return replace(variant.ok, status=404)
+        if if_none_match and variant.etag in if_none_match:
+            return variant.not_modified
+        return variant.ok
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        response = self.respond(scope["method"], scope["path"], scope["headers"])
+        await send(
+            {"type": "http.response.start", "status": response.status, "headers": response.headers}
+        )
+        body = b"" if scope["method"] == "HEAD" else response.body
+        if len(body) <= CHUNK:
             await send({"type": "http.response.body", "body": body})
             return
         view = memoryview(body)
-        for offset in range(0, len(body), _CHUNK):
-            more = offset + _CHUNK < len(body)
-            chunk = view[offset : offset + _CHUNK]
+        for offset in range(0, len(body), CHUNK):
+            more = offset + CHUNK < len(body)
+            chunk = view[offset : offset + CHUNK]
             await send({"type": "http.response.body", "body": bytes(chunk), "more_body": more})
 
 
@@ -147,13 +177,6 @@ def _negotiate(entry: _File, accept_encoding: bytes) -> _Variant:
             if encoding.encode() in accepted and encoding in entry.variants:
                 return entry.variants[encoding]
     return entry.variants[""]
-
-
-async def _respond(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _route_pattern(route: str) -> re.Pattern[str]:
