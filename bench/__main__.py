@@ -60,6 +60,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--export", type=Path, help="a prebuilt frontend export (skips the build)")
     p.add_argument("--out", type=Path, default=HERE, help="where results.md/.json go")
     p.add_argument("--timeout", type=float, default=900, help="seconds for builds and starts")
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="only write results.md again from the results.json in --out (the same numbers)",
+    )
     args = p.parse_args(argv)
     quick = args.quick
     args.cold_runs = args.cold_runs or (2 if quick else 10)
@@ -153,6 +158,11 @@ def run_events(ws: Workspace, args: argparse.Namespace, samples: dict[str, Any],
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    if args.render:
+        data = json.loads((args.out / "results.json").read_text())
+        (args.out / "results.md").write_text(report.markdown(data))
+        log(f"wrote {args.out / 'results.md'} from results.json")
+        return 0
     started = time.time()
     load_before = os.getloadavg()
     samples: dict[str, Any] = {}

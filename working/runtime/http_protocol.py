@@ -66,6 +66,9 @@ class FilesFirst(HttpToolsProtocol):
         path = self.root_path + path
         if not self.files.match(path):
             return False
+        if self.transport.is_closing():  # asked after a close: nobody will read an answer
+            self._answered = True
+            return True
         response = self.files.respond(method.decode(), path, self.headers)
         body = b"" if method == b"HEAD" else response.body
         if len(body) > CHUNK:
