@@ -76,3 +76,17 @@ def test_harness_runs_every_workload_against_every_contender(
     assert "working vs reflex" in table
     assert "working vs caddy" in table
     assert "working vs working-2w" in table
+
+    # --render writes the same table again from results.json alone (after a report change).
+    written = table
+    (out / "results.md").unlink()
+    again = subprocess.run(
+        [sys.executable, "-m", "bench", "--render", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (out / "results.md").read_text() == written
