@@ -25,6 +25,14 @@ def _require(tool: str) -> None:
         pytest.skip(message)
 
 
+def _bench(*args: str, timeout: float) -> None:
+    run = [sys.executable, "-m", "bench", *args]
+    result = subprocess.run(
+        run, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
 def test_harness_runs_every_workload_against_every_contender(
     frontend_export: Path, tmp_path: Path
 ) -> None:
@@ -32,26 +40,16 @@ def test_harness_runs_every_workload_against_every_contender(
     _require("caddy")
     _require("redis-server")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--export",
-            str(frontend_export),
-            "--workdir",
-            str(tmp_path / "ws"),
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    _bench(
+        "--quick",
+        "--export",
+        str(frontend_export),
+        "--workdir",
+        str(tmp_path / "ws"),
+        "--out",
+        str(out),
         timeout=1500,
-        check=False,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
 
     data = json.loads((out / "results.json").read_text())
     assert data["machine"]["cores"] >= 1
@@ -80,13 +78,5 @@ def test_harness_runs_every_workload_against_every_contender(
     # --render writes the same table again from results.json alone (after a report change).
     written = table
     (out / "results.md").unlink()
-    again = subprocess.run(
-        [sys.executable, "-m", "bench", "--render", "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert again.returncode == 0, again.stderr[-2000:]
+    _bench("--render", "--out", str(out), timeout=120)
     assert (out / "results.md").read_text() == written

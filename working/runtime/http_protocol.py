@@ -9,6 +9,7 @@ one write (status line, uvicorn's Date, the file's prepared head and body) and o
 Everything else takes uvicorn's own path, unchanged: another path, an upgrade, a request
 pipelined behind one not yet answered, a client not reading what it was sent, a body over one
 write. There the same `FrontendFiles` answers the same bytes through ASGI (server._files_first).
+A file asked for on a connection already closing (after `Connection: close`) is not answered.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from .static import CHUNK, FrontendFiles
 
 
 class FilesFirst(HttpToolsProtocol):
+    """uvicorn's httptools protocol, answering the export's files before any ASGI is made."""
+
     files: ClassVar[FrontendFiles]
-    _answered = False
     access: ClassVar[AccessLog]
+    _answered = False  # this request is answered: its body, if any, is read and dropped
     # uvicorn's default headers (the Date) as bytes, remade when uvicorn replaces its list
     # (once a second).
     _defaults: ClassVar[tuple[object, bytes]] = (None, b"")
