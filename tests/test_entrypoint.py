@@ -221,6 +221,14 @@ def _three_migrations_take_turns(gate: MigrationGate, env: dict[str, str]) -> No
     assert sum("migrations: database already at 0002" in o for o in outputs) == 2, outputs
 
 
+def _last_line(result: subprocess.CompletedProcess[str], exit_name: str) -> str:
+    """The last line a failed start printed, once it exited with `exit_name`'s code and no
+    traceback."""
+    assert result.returncode == EXIT[exit_name], f"exit {result.returncode}\n{result.stdout}"
+    assert "Traceback" not in result.stdout + result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
 @pytest.mark.postgres
 def test_failed_migration_stops_startup(pg_url: str, postgres: Postgres) -> None:
     # A table in the way of the first revision: the migration must fail and serve must not start.
@@ -229,10 +237,7 @@ def test_failed_migration_stops_startup(pg_url: str, postgres: Postgres) -> None
     with psycopg.connect(pg_url.replace("postgresql://", "postgresql://", 1)) as conn:
         conn.execute("CREATE TABLE accounts (id int)")
     result = run("serve", env=base_env(DATABASE_URL=pg_url, PORT=str(free_port())))
-    lines = result.stdout.strip().splitlines()
-    assert result.returncode == EXIT["migration"], f"exit {result.returncode}\n{result.stdout}"
-    assert lines[-1].startswith("[ERROR] migration failed: ")
-    assert "Traceback" not in result.stdout + result.stderr
+    assert _last_line(result, "migration").startswith("[ERROR] migration failed: ")
     assert_no_password(result.stdout + result.stderr, pg_url)
 
 
@@ -246,14 +251,10 @@ def test_an_unreadable_build_manifest_is_one_line_and_exit_1(
     manifest = export / build_facts.MANIFEST
     manifest.write_text('{"bundled_libraries": []')
     env = base_env(PORT=str(free_port()), DATA_DIR=str(tmp_path / "data"), FRONTEND_DIR=str(export))
-    result = run("serve", env=env)
-    lines = result.stdout.strip().splitlines()
-    assert result.returncode == EXIT["error"], f"exit {result.returncode}\n{result.stdout}"
-    assert lines[-1] == (
+    assert _last_line(run("serve", env=env), "error") == (
         f"[ERROR] {manifest} is not a build manifest this runtime reads; rebuild the frontend "
         "(working build-frontend) with this version of the runtime"
     )
-    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_a_taken_port_is_one_line_and_exit_1(frontend_export: Path, tmp_path: Path) -> None:
@@ -268,10 +269,7 @@ def test_a_taken_port_is_one_line_and_exit_1(frontend_export: Path, tmp_path: Pa
             FRONTEND_DIR=str(frontend_export),
         )
         result = run("serve", env=env)
-    lines = result.stdout.strip().splitlines()
-    assert result.returncode == EXIT["error"], f"exit {result.returncode}\n{result.stdout}"
-    assert lines[-1] == (
+    assert _last_line(result, "error") == (
         f"[ERROR] cannot listen on 127.0.0.1:{port}: Address already in use; "
         "set PORT (or HOST) to a free address"
     )
-    assert "Traceback" not in result.stdout + result.stderr

@@ -23,7 +23,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .access_log import AccessLog
 from .limits import BoundedHttpTools
-from .static import CHUNK, FrontendFiles
+from .static import CHUNK, FrontendFiles, wire
 
 
 class FilesFirst(HttpToolsProtocol):
@@ -104,7 +104,7 @@ class FilesFirst(HttpToolsProtocol):
         source, head = FilesFirst._defaults
         current = self.server_state.default_headers
         if source is not current:
-            head = b"".join(name + b": " + value + b"\r\n" for name, value in current)
+            head = wire(current)
             FilesFirst._defaults = (current, head)
         return head
 

@@ -41,8 +41,12 @@ class Response:
 
     @classmethod
     def of(cls, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> Response:
-        head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
-        return cls(status, headers, body, head)
+        return cls(status, headers, body, wire(headers))
+
+
+def wire(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Header lines as HTTP/1.1 writes them: `name: value` and CRLF each."""
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 
 @dataclass(frozen=True)
