@@ -718,6 +718,16 @@ MUTATIONS = [
         ],
     ),
     _m(
+        "pipelined-answer-writes-after-the-client-left",
+        "a client gone with pipelined answers pending leaves no error and no task",
+        "working/runtime/http_protocol.py",
+        [("            running.disconnected = True\n", "")],
+        [
+            "tests/test_http_protocol.py::"
+            "test_a_client_gone_with_answers_pending_leaves_no_error_and_no_task"
+        ],
+    ),
+    _m(
         "files-access-line-names-the-proxy",
         "the access line of a file names the client a trusted proxy forwarded, as for any request",
         "working/runtime/http_protocol.py",

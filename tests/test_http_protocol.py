@@ -8,6 +8,7 @@ requests, closing, or not reading at all, and compare with what uvicorn's own AS
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -231,3 +232,28 @@ def test_a_client_that_reads_nothing_is_not_buffered_for(
         assert buffered <= 2 * CHUNK, f"{buffered} bytes buffered for a client reading nothing"
     finally:
         sock.close()
+
+
+def test_a_client_gone_with_answers_pending_leaves_no_error_and_no_task(served: Served) -> None:
+    """Pipelined requests it never read, then gone: the answer uvicorn was waiting to write
+    ends quietly (uvicorn alone logs "Exception in ASGI application" and a traceback)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.connect(("127.0.0.1", served.port))
+        sock.sendall(b"".join(_request("GET", "/assets/small.bin") for _ in range(200)))
+        time.sleep(1)  # the server has stopped writing: an answer waits for the client to read
+        assert served.server.server_state.tasks, "no answer was waiting on uvicorn's path"
+        sock.close()
+        deadline = time.monotonic() + within(5)
+        while served.server.server_state.tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not served.server.server_state.tasks
+        assert [r.getMessage() for r in records] == []
+    finally:
+        logger.removeHandler(handler)

@@ -18,8 +18,13 @@ import urllib.parse
 from typing import ClassVar
 
 import httptools
+from uvicorn._types import ASGI3Application
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from .access_log import AccessLog
 from .limits import BoundedHttpTools
@@ -123,6 +128,27 @@ class FilesFirst(HttpToolsProtocol):
         return (host, port) if host else self.client
 
 
+class PipelineAware(HttpToolsProtocol):
+    """When a client goes away, uvicorn marks only the request it parsed last as disconnected
+    (httptools_impl `connection_lost`: `self.cycle`). With requests pipelined, the one being
+    answered is an earlier one: it then writes to the closed transport, and uvicorn logs
+    "Exception in ASGI application" with a traceback. Here that one is marked too."""
+
+    _running: RequestResponseCycle | None = None
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        self._running = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        running = self._running
+        if running is not None and not running.response_complete:
+            running.disconnected = True
+            running.message_event.set()
+        super().connection_lost(exc)
+
+
 def protocol(files: FrontendFiles, access: AccessLog) -> type[HttpToolsProtocol]:
     """The protocol class for uvicorn's `http=`: the head limits first, then the files."""
-    return type("WorkingHttp", (BoundedHttpTools, FilesFirst), {"files": files, "access": access})
+    bases = (BoundedHttpTools, FilesFirst, PipelineAware)
+    return type("WorkingHttp", bases, {"files": files, "access": access})
